@@ -1,0 +1,112 @@
+#!/usr/bin/env node
+// Command line: parses flags (with NBD_TUNNEL_* env fallbacks), builds the config, starts the role.
+import { Command, Option } from 'commander';
+import { ConfigError, DEFAULTS, destConfig, sourceConfig, type DestFlags, type SourceFlags } from './config.js';
+import { runDest } from './dest/index.js';
+import { createLogger, LOG_LEVELS, type Logger } from './log.js';
+import { runSource } from './source/index.js';
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+/** Options both roles take; every one can also come from NBD_TUNNEL_<NAME>. */
+function addCommonOptions(command: Command): Command {
+  return command
+    .addOption(
+      new Option('--route <NAME=SOCKET>', 'a route and its UNIX socket (repeatable)')
+        .argParser(collect)
+        .default([])
+        .env('NBD_TUNNEL_ROUTE'),
+    )
+    .addOption(new Option('--ca <FILE>', 'CA certificate (PEM) the peer must be signed by').env('NBD_TUNNEL_CA').makeOptionMandatory())
+    .addOption(new Option('--cert <FILE>', 'this side\'s certificate (PEM)').env('NBD_TUNNEL_CERT').makeOptionMandatory())
+    .addOption(new Option('--key <FILE>', 'this side\'s private key (PEM)').env('NBD_TUNNEL_KEY').makeOptionMandatory())
+    .addOption(new Option('--token-file <FILE>', 'bearer token required in addition to the certificate').env('NBD_TUNNEL_TOKEN_FILE'))
+    .addOption(new Option('--log-level <LEVEL>', 'log level').choices(LOG_LEVELS).default('info').env('NBD_TUNNEL_LOG_LEVEL'))
+    .addOption(
+      new Option('--stream-window <SIZE>', 'receive window per stream (256K to 4G-1)')
+        .default(DEFAULTS.streamWindow)
+        .env('NBD_TUNNEL_STREAM_WINDOW'),
+    )
+    .addOption(new Option('--max-streams <N>', 'streams the peer may have open per session').default(DEFAULTS.maxStreams).env('NBD_TUNNEL_MAX_STREAMS'))
+    .addOption(
+      new Option('--keepalive-interval <SECONDS>', 'ping the peer this often (0: never)')
+        .default(DEFAULTS.keepaliveInterval)
+        .env('NBD_TUNNEL_KEEPALIVE_INTERVAL'),
+    )
+    .addOption(
+      new Option('--keepalive-timeout <SECONDS>', 'close the session after this long without a word from the peer')
+        .default(DEFAULTS.keepaliveTimeout)
+        .env('NBD_TUNNEL_KEEPALIVE_TIMEOUT'),
+    );
+}
+
+/** Env values for a repeatable flag come as one comma-separated list. */
+function splitEnvRoutes(routes: string[]): string[] {
+  return routes.flatMap((r) => r.split(',')).map((r) => r.trim()).filter((r) => r !== '');
+}
+
+async function start(role: string, level: string, run: (log: Logger) => Promise<{ close(): Promise<void> }>): Promise<void> {
+  const log = createLogger(level as never, role);
+  let running: { close(): Promise<void> };
+  try {
+    running = await run(log);
+  } catch (error) {
+    fail(error as Error, 1);
+  }
+  const shutdown = (signal: string): void => {
+    log.info({ signal }, 'shutting down');
+    running.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
+
+function fail(error: Error, status: number): never {
+  process.stderr.write(`nbd-tunnel: error: ${error.message}\n`);
+  process.exit(status);
+}
+
+function buildConfig<T>(build: () => T): T {
+  try {
+    return build();
+  } catch (error) {
+    if (error instanceof ConfigError) fail(error, 2);
+    throw error;
+  }
+}
+
+const program = new Command('nbd-tunnel')
+  .description('Carries QEMU NBD storage-migration traffic through one mutually-authenticated TLS WebSocket')
+  .configureOutput({ outputError: (text, write) => write(`nbd-tunnel: ${text.trim()} (see --help)\n`) })
+  .exitOverride(); // inherited by the commands below: usage errors exit 2, not 1
+
+addCommonOptions(
+  program
+    .command('dest')
+    .description('accept the tunnel on one TCP port and connect each stream to its route\'s UNIX socket')
+    .addOption(new Option('--listen <HOST:PORT>', 'address to accept the tunnel on').env('NBD_TUNNEL_LISTEN').makeOptionMandatory()),
+).action(async (flags: DestFlags) => {
+  const config = buildConfig(() => destConfig({ ...flags, route: splitEnvRoutes(flags.route) }));
+  await start('dest', config.logLevel, (log) => runDest(config, log));
+});
+
+addCommonOptions(
+  program
+    .command('source')
+    .description('listen on a UNIX socket per route and carry each connection to the destination')
+    .addOption(new Option('--connect <URL>', 'the destination, as wss://HOST:PORT').env('NBD_TUNNEL_CONNECT').makeOptionMandatory())
+    .addOption(new Option('--servername <NAME>', 'name expected in the destination certificate').env('NBD_TUNNEL_SERVERNAME')),
+).action(async (flags: SourceFlags) => {
+  const config = buildConfig(() => sourceConfig({ ...flags, route: splitEnvRoutes(flags.route) }));
+  await start('source', config.logLevel, (log) => runSource(config, log));
+});
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  // commander has printed its one line already; bad usage exits 2, --help and --version 0.
+  process.exit((error as { exitCode?: number }).exitCode === 0 ? 0 : 2);
+}

@@ -1,0 +1,187 @@
+// One typed, validated config object per role. Precedence: flags > NBD_TUNNEL_* env > defaults
+// (commander applies the first two; this file checks values and reads files).
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { LogLevel } from './log.js';
+import {
+  DEFAULT_KEEPALIVE_INTERVAL_MS,
+  DEFAULT_KEEPALIVE_TIMEOUT_MS,
+  DEFAULT_MAX_STREAMS,
+  DEFAULT_STREAM_WINDOW,
+  INITIAL_STREAM_WINDOW,
+  ROUTE_NAME,
+  type SessionOptions,
+} from './tunnel/index.js';
+
+/** A bad flag value: printed as one line naming the flag, exit status 2. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+export interface TlsFiles {
+  ca: Buffer;
+  cert: Buffer;
+  key: Buffer;
+}
+
+export interface CommonConfig {
+  /** Route name to UNIX socket path. */
+  routes: Map<string, string>;
+  tls: TlsFiles;
+  token: string | undefined;
+  logLevel: LogLevel;
+  session: Omit<SessionOptions, 'client'>;
+}
+
+export interface DestConfig extends CommonConfig {
+  host: string;
+  port: number;
+}
+
+export interface SourceConfig extends CommonConfig {
+  url: string;
+  servername: string | undefined;
+}
+
+/** Raw option values as commander hands them over. */
+export interface CommonFlags {
+  route: string[];
+  ca: string;
+  cert: string;
+  key: string;
+  tokenFile?: string;
+  logLevel: LogLevel;
+  streamWindow: string;
+  maxStreams: string;
+  keepaliveInterval: string;
+  keepaliveTimeout: string;
+}
+
+export interface DestFlags extends CommonFlags {
+  listen: string;
+}
+
+export interface SourceFlags extends CommonFlags {
+  connect: string;
+  servername?: string;
+}
+
+export const DEFAULTS = {
+  streamWindow: String(DEFAULT_STREAM_WINDOW),
+  maxStreams: String(DEFAULT_MAX_STREAMS),
+  keepaliveInterval: String(DEFAULT_KEEPALIVE_INTERVAL_MS / 1000),
+  keepaliveTimeout: String(DEFAULT_KEEPALIVE_TIMEOUT_MS / 1000),
+};
+
+const UNIX_PATH_MAX = 107; // sun_path is 108 bytes with the terminating NUL
+
+export function destConfig(flags: DestFlags): DestConfig {
+  const { host, port } = parseListen(flags.listen);
+  return { ...commonConfig(flags), host, port };
+}
+
+export function sourceConfig(flags: SourceFlags): SourceConfig {
+  let url: URL;
+  try {
+    url = new URL(flags.connect);
+  } catch {
+    throw new ConfigError(`--connect '${flags.connect}': not a URL; expected wss://HOST:PORT`);
+  }
+  if (url.protocol !== 'wss:') throw new ConfigError(`--connect '${flags.connect}': the scheme must be wss://`);
+  if (!url.port) throw new ConfigError(`--connect '${flags.connect}': give the port, as in wss://HOST:PORT`);
+  return { ...commonConfig(flags), url: url.toString(), servername: flags.servername };
+}
+
+function commonConfig(flags: CommonFlags): CommonConfig {
+  const keepaliveIntervalMs = parseSeconds('--keepalive-interval', flags.keepaliveInterval);
+  const keepaliveTimeoutMs = parseSeconds('--keepalive-timeout', flags.keepaliveTimeout);
+  const streamWindow = parseSize('--stream-window', flags.streamWindow);
+  if (streamWindow < INITIAL_STREAM_WINDOW || streamWindow > 0xffffffff) {
+    throw new ConfigError(`--stream-window ${flags.streamWindow}: must be between 256K and 4G-1`);
+  }
+  return {
+    routes: parseRoutes(flags.route),
+    tls: { ca: readPem('--ca', flags.ca), cert: readPem('--cert', flags.cert), key: readPem('--key', flags.key) },
+    token: flags.tokenFile === undefined ? undefined : readToken(flags.tokenFile),
+    logLevel: flags.logLevel,
+    session: {
+      streamWindow,
+      maxStreams: parsePositiveInt('--max-streams', flags.maxStreams),
+      keepaliveIntervalMs,
+      keepaliveTimeoutMs,
+    },
+  };
+}
+
+export function parseRoutes(values: string[]): Map<string, string> {
+  if (values.length === 0) throw new ConfigError('--route: give at least one, as NAME=SOCKET');
+  const routes = new Map<string, string>();
+  for (const value of values) {
+    const eq = value.indexOf('=');
+    if (eq < 0) throw new ConfigError(`--route '${value}': expected NAME=SOCKET`);
+    const name = value.slice(0, eq);
+    const socket = value.slice(eq + 1);
+    if (!ROUTE_NAME.test(name)) {
+      throw new ConfigError(`--route '${value}': route name must match ${ROUTE_NAME.source}`);
+    }
+    if (socket === '') throw new ConfigError(`--route '${value}': the socket path is empty`);
+    const path = resolve(socket);
+    if (Buffer.byteLength(path) > UNIX_PATH_MAX) {
+      throw new ConfigError(`--route '${value}': socket path is longer than ${UNIX_PATH_MAX} bytes`);
+    }
+    if (routes.has(name)) throw new ConfigError(`--route '${value}': route '${name}' is given twice`);
+    routes.set(name, path);
+  }
+  return routes;
+}
+
+export function parseListen(value: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(value);
+  if (!match) throw new ConfigError(`--listen '${value}': expected HOST:PORT (IPv6 as [ADDR]:PORT)`);
+  const port = Number(match[3]);
+  if (port < 1 || port > 65535) throw new ConfigError(`--listen '${value}': port must be 1-65535`);
+  return { host: match[1] ?? match[2], port };
+}
+
+/** Sizes as bytes, or with a K/M/G suffix (binary units). */
+export function parseSize(flag: string, value: string): number {
+  const match = /^(\d+)\s*([KMG]i?B?)?$/i.exec(value.trim());
+  if (!match) throw new ConfigError(`${flag} '${value}': expected a size such as 16M or 16777216`);
+  const unit = (match[2] ?? '').charAt(0).toUpperCase();
+  const scale = unit === 'K' ? 1024 : unit === 'M' ? 1024 ** 2 : unit === 'G' ? 1024 ** 3 : 1;
+  return Number(match[1]) * scale;
+}
+
+function parseSeconds(flag: string, value: string): number {
+  const seconds = Number(value);
+  if (!Number.isFinite(seconds) || seconds < 0) throw new ConfigError(`${flag} '${value}': expected seconds, 0 or more`);
+  return Math.round(seconds * 1000);
+}
+
+function parsePositiveInt(flag: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new ConfigError(`${flag} '${value}': expected a whole number, 1 or more`);
+  return n;
+}
+
+function readPem(flag: string, path: string): Buffer {
+  let data: Buffer;
+  try {
+    data = readFileSync(path);
+  } catch (error) {
+    throw new ConfigError(`${flag} ${path}: cannot read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  if (!data.includes('-----BEGIN ')) throw new ConfigError(`${flag} ${path}: not a PEM file`);
+  return data;
+}
+
+function readToken(path: string): string {
+  let token: string;
+  try {
+    token = readFileSync(path, 'utf8').trim();
+  } catch (error) {
+    throw new ConfigError(`--token-file ${path}: cannot read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  if (token === '') throw new ConfigError(`--token-file ${path}: the file is empty`);
+  return token;
+}

@@ -1,0 +1,33 @@
+// Who may open a session: a client certificate signed by --ca, and the bearer token if one is set.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { explainClientCertError, type Admission } from '../tunnel/index.js';
+
+export function createAdmission(token: string | undefined) {
+  // Digests have equal lengths, so the comparison's time says nothing about the token.
+  const expected = token === undefined ? undefined : digest(token);
+  return (request: IncomingMessage, socket: TLSSocket): Admission => {
+    const certificate = socket.getPeerCertificate();
+    if (!certificate || Object.keys(certificate).length === 0) {
+      return { ok: false, status: 401, reason: 'no client certificate: the source must present --cert/--key signed by the destination\'s --ca' };
+    }
+    if (!socket.authorized) {
+      return { ok: false, status: 401, reason: explainClientCertError(socket.authorizationError?.toString()) };
+    }
+    const cn = certificate.subject?.CN;
+    const identity = (Array.isArray(cn) ? cn[0] : cn) ?? certificate.fingerprint256;
+    if (expected !== undefined) {
+      const header = request.headers.authorization ?? '';
+      const presented = header.startsWith('Bearer ') ? header.slice('Bearer '.length) : '';
+      if (!timingSafeEqual(digest(presented), expected)) {
+        return { ok: false, status: 403, reason: `client '${identity}' presented a wrong or missing token (--token-file)` };
+      }
+    }
+    return { ok: true, identity };
+  };
+}
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
+}

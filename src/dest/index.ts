@@ -1,0 +1,46 @@
+// The destination proxy: one TLS WebSocket port, many sessions, each stream to its route's socket.
+import type { DestConfig } from '../config.js';
+import type { Logger } from '../log.js';
+import { TunnelServer, type Session } from '../tunnel/index.js';
+import { createAdmission } from './admission.js';
+import { handleStream } from './stream-handler.js';
+
+export interface RunningDest {
+  address: { host: string; port: number };
+  close(): Promise<void>;
+}
+
+export async function runDest(config: DestConfig, log: Logger): Promise<RunningDest> {
+  const server = new TunnelServer({
+    host: config.host,
+    port: config.port,
+    ...config.tls,
+    admit: createAdmission(config.token),
+    session: config.session,
+  });
+  const sessions = new Set<Session>();
+  let sessionSeq = 0;
+  server.on('refused', (peer, status, reason) => log.warn({ peer: peer.address, status, reason }, 'connection refused'));
+  server.on('session', (session, peer) => {
+    const sessionLog = log.child({ session: ++sessionSeq, peer: peer.address, client: peer.identity });
+    sessions.add(session);
+    sessionLog.info('session opened');
+    session.on('stream', (stream) => {
+      void handleStream(stream, config.routes, sessionLog.child({ stream: stream.id }));
+    });
+    session.on('close', (reason) => {
+      sessions.delete(session);
+      sessionLog.info({ reason: reason.message }, 'session closed');
+    });
+  });
+  const address = await server.listen();
+  log.info({ host: address.address, port: address.port, routes: Object.fromEntries(config.routes) }, 'listening');
+  return {
+    address: { host: address.address, port: address.port },
+    async close() {
+      const closing = server.close();
+      for (const session of sessions) session.close(new Error('destination shutting down'));
+      await closing;
+    },
+  };
+}

@@ -1,0 +1,47 @@
+// Resolves a stream's route against the allowlist and connects to its UNIX socket.
+import { createConnection, type Socket } from 'node:net';
+import { ROUTE_NAME } from '../tunnel/index.js';
+
+export type Resolution = { ok: true; path: string } | { ok: false; code: string; message: string };
+
+export function resolveRoute(routes: ReadonlyMap<string, string>, route: string): Resolution {
+  if (!ROUTE_NAME.test(route)) {
+    return { ok: false, code: 'bad-route', message: `route name ${JSON.stringify(route.slice(0, 140))} is not valid` };
+  }
+  const path = routes.get(route);
+  if (path === undefined) {
+    return { ok: false, code: 'unknown-route', message: `route '${route}' is not configured on the destination` };
+  }
+  return { ok: true, path };
+}
+
+export class ConnectError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
+    super(message);
+  }
+}
+
+const ERRNO_HINTS: Readonly<Record<string, string>> = {
+  ENOENT: 'does not exist (is the QEMU NBD server started?)',
+  ECONNREFUSED: 'refused the connection',
+  EACCES: 'is not accessible to this process',
+};
+
+/** Connects to a destination socket, failing with a message that names the path and errno. */
+export function connectRouteSocket(path: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ path, allowHalfOpen: true });
+    socket.once('connect', () => {
+      socket.off('error', onError);
+      resolve(socket);
+    });
+    const onError = (error: NodeJS.ErrnoException): void => {
+      const code = error.code ?? 'EIO';
+      reject(new ConnectError(`destination socket ${path} ${ERRNO_HINTS[code] ?? 'failed'}: ${code}`, code));
+    };
+    socket.once('error', onError);
+  });
+}

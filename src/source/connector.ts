@@ -1,0 +1,80 @@
+// Keeps one session to the destination: connects, and after a loss reconnects with backoff.
+import type { Logger } from '../log.js';
+import { connectTunnel, type ClientOptions, type Session } from '../tunnel/index.js';
+
+const FIRST_RETRY_MS = 250;
+const MAX_RETRY_MS = 5_000;
+
+export class Connector {
+  private session: Session | null = null;
+  private attempt: Promise<Session> | null = null;
+  private failures = 0;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly options: ClientOptions,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    void this.acquire().catch(() => {}); // failures are logged and retried
+  }
+
+  /** The live session, or the outcome of the attempt under way (or started now). */
+  acquire(): Promise<Session> {
+    if (this.stopped) return Promise.reject(new Error('source is shutting down'));
+    if (this.session && !this.session.closed) return Promise.resolve(this.session);
+    this.attempt ??= this.connect();
+    return this.attempt;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.session?.close(new Error('source shutting down'));
+  }
+
+  private async connect(): Promise<Session> {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    try {
+      const session = await connectTunnel(this.options);
+      this.failures = 0;
+      this.session = session;
+      this.log.info({ url: this.options.url }, 'connected');
+      session.on('close', (reason) => this.onSessionClosed(session, reason));
+      return session;
+    } catch (error) {
+      this.failures++;
+      const delay = this.backoff();
+      this.log.error({ url: this.options.url, reason: (error as Error).message, retryInMs: delay }, 'connect failed');
+      this.scheduleRetry(delay);
+      throw error;
+    } finally {
+      this.attempt = null;
+    }
+  }
+
+  private onSessionClosed(session: Session, reason: Error): void {
+    if (this.session !== session) return;
+    this.session = null;
+    if (this.stopped) return;
+    this.log.warn({ reason: reason.message }, 'session lost');
+    this.scheduleRetry(this.backoff());
+  }
+
+  private scheduleRetry(delay: number): void {
+    if (this.stopped || this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.start();
+    }, delay);
+  }
+
+  /** Exponential with jitter: the first retry within 250 ms, never more than 5 s apart. */
+  private backoff(): number {
+    const ceiling = Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** Math.max(0, this.failures - 1));
+    return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+  }
+}

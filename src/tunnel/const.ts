@@ -1,0 +1,55 @@
+// Wire format of the multiplexer: yamux, as in hashicorp/yamux spec.md.
+// Every frame starts with a 12-byte big-endian header:
+//   Version (8) | Type (8) | Flags (16) | StreamID (32) | Length (32)
+// Only Data frames carry a payload (Length bytes of it); for the other types
+// Length is a value: the window delta, the ping's opaque value, or the GoAway code.
+
+export const PROTO_VERSION = 0; // spec: "always set to 0"
+export const HEADER_LENGTH = 12;
+
+// spec "Type Field"
+export const TYPE_DATA = 0x0;
+export const TYPE_WINDOW_UPDATE = 0x1;
+export const TYPE_PING = 0x2;
+export const TYPE_GO_AWAY = 0x3;
+
+// spec "Flag Field"
+export const FLAG_SYN = 0x1; // opens a stream; on Ping: a request
+export const FLAG_ACK = 0x2; // acknowledges an open; on Ping: the response
+export const FLAG_FIN = 0x4; // half-close: the sender will send no more data
+export const FLAG_RST = 0x8; // resets the stream at once
+
+// spec "Go Away": the error code travels in Length.
+export const GO_AWAY_NORMAL = 0x0;
+export const GO_AWAY_PROTO_ERR = 0x1;
+export const GO_AWAY_INTERNAL_ERR = 0x2;
+
+// spec "Flow Control": every stream starts with this much credit each way;
+// larger windows are announced with a WindowUpdate sent with SYN or ACK.
+export const INITIAL_STREAM_WINDOW = 256 * 1024;
+
+export const SESSION_STREAM_ID = 0; // Ping and GoAway travel on stream 0
+export const MAX_STREAM_ID = 0xffffffff;
+
+export const TYPE_NAMES: Readonly<Record<number, string>> = {
+  [TYPE_DATA]: 'Data',
+  [TYPE_WINDOW_UPDATE]: 'WindowUpdate',
+  [TYPE_PING]: 'Ping',
+  [TYPE_GO_AWAY]: 'GoAway',
+};
+
+// Defaults of this implementation, not of the spec.
+export const DEFAULT_STREAM_WINDOW = 16 * 1024 * 1024; // QEMU mirror: 16 x 1 MiB in flight per disk
+export const DEFAULT_MAX_FRAME_PAYLOAD = 1024 * 1024; // larger writes are split
+export const DEFAULT_KEEPALIVE_INTERVAL_MS = 5_000;
+export const DEFAULT_KEEPALIVE_TIMEOUT_MS = 10_000;
+export const DEFAULT_MAX_STREAMS = 256;
+
+// The tunnel around the multiplexer (DESIGN.md "Wire protocol, version 1").
+export const SUBPROTOCOL = 'nbd-tunnel.v1';
+export const OPEN_MESSAGE_MAX = 4096; // open request / reply JSON, bytes
+export const OPEN_TIMEOUT_MS = 10_000;
+export const UPGRADE_TIMEOUT_MS = 10_000; // TLS handshake + WebSocket upgrade
+export const TRANSPORT_HIGH_WATER_MARK = 2 * 1024 * 1024; // queued bytes before streams pause
+/** A route name, the same on both sides; never used as a path. */
+export const ROUTE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;

@@ -1,0 +1,17 @@
+// Errors that carry a reason an operator can act on.
+
+/** The peer broke the yamux protocol; the session is closed with GoAway(protocol error). */
+export class ProtocolError extends Error {
+  override readonly name = 'ProtocolError';
+}
+
+/** A stream ended abnormally: reset by the peer, refused, or its session went away. */
+export class StreamError extends Error {
+  override readonly name = 'StreamError';
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
+    super(message);
+  }
+}

@@ -1,0 +1,86 @@
+// Stream-open handshake (DESIGN.md "Opening a stream"): a 4-byte big-endian length, then
+// UTF-8 JSON of at most OPEN_MESSAGE_MAX bytes, in each direction, before any NBD byte.
+import type { Duplex } from 'node:stream';
+import { OPEN_MESSAGE_MAX, OPEN_TIMEOUT_MS } from './const.js';
+import { StreamError } from './errors.js';
+
+export interface OpenRequest {
+  route: string;
+}
+
+export type OpenReply = { ok: true } | { ok: false; code: string; message: string };
+
+export function encodeMessage(message: OpenRequest | OpenReply): Buffer {
+  const json = Buffer.from(JSON.stringify(message));
+  if (json.length > OPEN_MESSAGE_MAX) throw new RangeError(`open message of ${json.length} bytes exceeds ${OPEN_MESSAGE_MAX}`);
+  const framed = Buffer.allocUnsafe(4 + json.length);
+  framed.writeUInt32BE(json.length, 0);
+  json.copy(framed, 4);
+  return framed;
+}
+
+/**
+ * Reads one framed message and leaves the stream paused, with any bytes after the
+ * message put back, so that piping it afterwards loses nothing.
+ */
+export function readMessage(stream: Duplex, timeoutMs = OPEN_TIMEOUT_MS): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let have = 0;
+    const finish = (error: Error | null, value?: unknown): void => {
+      clearTimeout(timer);
+      stream.pause();
+      stream.off('data', onData).off('end', onEnd).off('error', onError).off('close', onEnd);
+      if (error) reject(error);
+      else resolve(value);
+    };
+    const onData = (chunk: Buffer): void => {
+      chunks.push(chunk);
+      have += chunk.length;
+      if (have < 4) return;
+      const all = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, have);
+      chunks.length = 0;
+      chunks.push(all);
+      const length = all.readUInt32BE(0);
+      if (length > OPEN_MESSAGE_MAX) {
+        finish(new StreamError(`open message of ${length} bytes exceeds the limit of ${OPEN_MESSAGE_MAX}`, 'EOPENTOOLARGE'));
+        return;
+      }
+      if (have < 4 + length) return;
+      let value: unknown;
+      try {
+        value = JSON.parse(all.subarray(4, 4 + length).toString('utf8'));
+      } catch {
+        finish(new StreamError('open message is not valid JSON', 'EOPENMALFORMED'));
+        return;
+      }
+      if (have > 4 + length) stream.unshift(all.subarray(4 + length));
+      finish(null, value);
+    };
+    const onEnd = (): void => finish(new StreamError('stream closed before the open handshake completed', 'EOPENEOF'));
+    const onError = (error: Error): void => finish(error);
+    const timer = setTimeout(
+      () => finish(new StreamError(`no open message within ${timeoutMs} ms`, 'EOPENTIMEOUT')),
+      timeoutMs,
+    );
+    stream.on('data', onData).on('end', onEnd).on('error', onError).on('close', onEnd);
+  });
+}
+
+export function parseOpenRequest(value: unknown): OpenRequest {
+  if (typeof value !== 'object' || value === null || typeof (value as { route?: unknown }).route !== 'string') {
+    throw new StreamError('open request must be a JSON object with a string "route"', 'EOPENMALFORMED');
+  }
+  return { route: (value as { route: string }).route };
+}
+
+export function parseOpenReply(value: unknown): OpenReply {
+  if (typeof value === 'object' && value !== null) {
+    const reply = value as { ok?: unknown; code?: unknown; message?: unknown };
+    if (reply.ok === true) return { ok: true };
+    if (reply.ok === false) {
+      return { ok: false, code: String(reply.code ?? 'unknown'), message: String(reply.message ?? 'refused') };
+    }
+  }
+  throw new StreamError('open reply is malformed', 'EOPENMALFORMED');
+}

@@ -1,0 +1,135 @@
+// The destination's side of the tunnel: a TLS 1.3 HTTPS server that upgrades authenticated
+// requests to WebSockets and runs a yamux server session on each.
+import { EventEmitter } from 'node:events';
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { WebSocketServer } from 'ws';
+import { DEFAULT_MAX_FRAME_PAYLOAD, SUBPROTOCOL, UPGRADE_TIMEOUT_MS } from './const.js';
+import { Session, type SessionOptions } from './session.js';
+import { WsTransport } from './ws-transport.js';
+
+export type Admission = { ok: true; identity: string } | { ok: false; status: number; reason: string };
+
+export interface ServerOptions {
+  host: string;
+  port: number;
+  cert: Buffer;
+  key: Buffer;
+  ca: Buffer;
+  /** Decides on each upgrade request; the TLS layer has already asked for a client certificate. */
+  admit(request: IncomingMessage, socket: TLSSocket): Admission;
+  session?: Omit<SessionOptions, 'client'>;
+}
+
+export interface PeerInfo {
+  identity: string;
+  address: string;
+}
+
+export interface TunnelServerEvents {
+  session: [session: Session, peer: PeerInfo];
+  /** A connection that did not become a session, and why. */
+  refused: [peer: { address: string }, status: number, reason: string];
+}
+
+const STATUS_TEXT: Readonly<Record<number, string>> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  408: 'Request Timeout',
+  426: 'Upgrade Required',
+};
+
+export class TunnelServer extends EventEmitter<TunnelServerEvents> {
+  private readonly https: Server;
+  private readonly wss: WebSocketServer;
+
+  constructor(private readonly options: ServerOptions) {
+    super();
+    this.https = createServer({
+      cert: options.cert,
+      key: options.key,
+      ca: options.ca,
+      minVersion: 'TLSv1.3',
+      handshakeTimeout: UPGRADE_TIMEOUT_MS,
+      requestCert: true,
+      // Verified in admit() instead, so that a refused client is told why over HTTP.
+      rejectUnauthorized: false,
+    });
+    this.wss = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      clientTracking: false,
+      maxPayload: options.session?.maxFramePayload ?? DEFAULT_MAX_FRAME_PAYLOAD,
+    });
+    this.https.on('secureConnection', (socket) => this.armUpgradeDeadline(socket));
+    this.https.on('request', (request, response) => {
+      this.emit('refused', { address: addressOf(request.socket) }, 426, 'plain HTTPS request, not a WebSocket upgrade');
+      response.writeHead(426, { 'content-type': 'text/plain', connection: 'close' });
+      response.end(`nbd-tunnel: connect with a WebSocket (subprotocol ${SUBPROTOCOL})\n`);
+    });
+    this.https.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) =>
+      this.onUpgrade(request, socket as TLSSocket, head),
+    );
+  }
+
+  listen(): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.https.once('error', reject);
+      this.https.listen(this.options.port, this.options.host, () => {
+        this.https.off('error', reject);
+        resolve(this.https.address() as AddressInfo);
+      });
+    });
+  }
+
+  /** Stops accepting; sessions already running are the caller's to close. */
+  close(): Promise<void> {
+    return new Promise((resolve) => this.https.close(() => resolve()));
+  }
+
+  private onUpgrade(request: IncomingMessage, socket: TLSSocket, head: Buffer): void {
+    const offered = (request.headers['sec-websocket-protocol'] ?? '')
+      .split(',')
+      .map((p) => p.trim())
+      .filter((p) => p.length > 0);
+    if (!offered.includes(SUBPROTOCOL)) {
+      const theirs = offered.length > 0 ? offered.join(', ') : 'no subprotocol';
+      this.refuse(socket, 400, `protocol version mismatch: the peer offers ${theirs}, this destination speaks ${SUBPROTOCOL}`);
+      return;
+    }
+    const admission = this.options.admit(request, socket);
+    if (!admission.ok) {
+      this.refuse(socket, admission.status, admission.reason);
+      return;
+    }
+    this.wss.handleUpgrade(request, socket, head, (ws) => {
+      socket.setTimeout(0);
+      const session = new Session(new WsTransport(ws, socket), { ...this.options.session, client: false });
+      this.emit('session', session, { identity: admission.identity, address: addressOf(socket) });
+    });
+  }
+
+  private refuse(socket: Socket, status: number, reason: string): void {
+    this.emit('refused', { address: addressOf(socket) }, status, reason);
+    const body = `nbd-tunnel: ${reason}\n`;
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nconnection: close\r\ncontent-type: text/plain\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  }
+
+  /** An unauthenticated connection gets UPGRADE_TIMEOUT_MS to become a session. */
+  private armUpgradeDeadline(socket: TLSSocket): void {
+    socket.setTimeout(UPGRADE_TIMEOUT_MS, () => {
+      this.emit('refused', { address: addressOf(socket) }, 408, `no WebSocket upgrade within ${UPGRADE_TIMEOUT_MS} ms`);
+      socket.destroy();
+    });
+  }
+}
+
+function addressOf(socket: Socket): string {
+  return `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+}

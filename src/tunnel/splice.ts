@@ -1,0 +1,22 @@
+// Joins two duplex streams both ways with half-close: each side's end ends the other's
+// writable side; an error on either destroys both. pipe() carries the backpressure.
+import { finished, type Duplex } from 'node:stream';
+
+/** Resolves when both streams are done, with the first error (null for a clean close). */
+export function splice(a: Duplex, b: Duplex): Promise<Error | null> {
+  return new Promise((resolve) => {
+    let firstError: Error | null = null;
+    let open = 2;
+    const settle = (other: Duplex) => (error?: Error | null) => {
+      if (error && !firstError) {
+        firstError = error;
+        other.destroy(error);
+      }
+      if (--open === 0) resolve(firstError);
+    };
+    finished(a, settle(b));
+    finished(b, settle(a));
+    a.pipe(b);
+    b.pipe(a);
+  });
+}

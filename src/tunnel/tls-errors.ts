@@ -1,0 +1,40 @@
+// Turns Node's TLS and socket error codes into sentences that say what to fix.
+
+const HINTS: Readonly<Record<string, string>> = {
+  ERR_TLS_CERT_ALTNAME_INVALID: 'the destination certificate does not name this host; check --connect or set --servername',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'the destination certificate is not signed by --ca',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'the destination certificate is not signed by --ca',
+  SELF_SIGNED_CERT_IN_CHAIN: 'the destination certificate chain is not trusted by --ca',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'the destination certificate is self-signed and not in --ca',
+  CERT_HAS_EXPIRED: 'the destination certificate has expired',
+  CERT_NOT_YET_VALID: 'the destination certificate is not yet valid',
+  ECONNREFUSED: 'nothing listens at the destination address',
+  ETIMEDOUT: 'the destination did not answer in time',
+  ENOTFOUND: 'the destination host name does not resolve',
+  ECONNRESET: 'the connection was reset',
+};
+
+export function explainConnectError(error: Error & { code?: string }): string {
+  const hint = error.code ? HINTS[error.code] : undefined;
+  return hint ? `${hint} (${error.code}: ${error.message})` : error.message;
+}
+
+/** Why the destination refuses a client certificate, from tls.TLSSocket#authorizationError. */
+export function explainClientCertError(code: string | undefined): string {
+  switch (code) {
+    case undefined:
+      return 'client certificate not verified';
+    case 'UNABLE_TO_GET_ISSUER_CERT':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+      return `client certificate is not signed by the destination's --ca (${code})`;
+    case 'CERT_HAS_EXPIRED':
+      return `client certificate has expired (${code})`;
+    case 'CERT_NOT_YET_VALID':
+      return `client certificate is not yet valid (${code})`;
+    default:
+      return `client certificate rejected (${code})`;
+  }
+}
