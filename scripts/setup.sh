@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Brings a fresh clone to a runnable state: npm dependencies, then the QEMU tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund >&2
+fi
+bash scripts/ensure-qemu.sh

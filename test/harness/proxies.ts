@@ -1,0 +1,138 @@
+// Starts the real nbd-tunnel CLI (dist/cli.js) as child processes and reads its JSON log lines.
+import { fileURLToPath } from 'node:url';
+import { spawnChild, type Child } from './child.js';
+import type { Pki } from './pki.js';
+
+export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+
+export type LogLine = Record<string, unknown> & { msg?: string; level?: number };
+export type LogPredicate = (line: LogLine) => boolean;
+
+export interface Proxy {
+  readonly child: Child;
+  readonly logs: LogLine[];
+  /** Resolves with the first line, past or future, that matches; rejects after timeoutMs listing what was seen. */
+  waitForLog(predicate: LogPredicate, timeoutMs?: number): Promise<LogLine>;
+  stop(): Promise<void>;
+}
+
+export async function startProxy(args: readonly string[], ready: string, timeoutMs = 10_000): Promise<Proxy> {
+  const child = await spawnChild(process.execPath, [CLI, ...args]);
+  const logs: LogLine[] = [];
+  const waiters = new Set<{ predicate: LogPredicate; resolve: (line: LogLine) => void }>();
+  let partial = '';
+  child.proc.stdout!.on('data', (text: string) => {
+    const lines = (partial + text).split('\n');
+    partial = lines.pop()!;
+    for (const raw of lines) {
+      if (raw.trim() === '') continue;
+      let line: LogLine;
+      try {
+        line = JSON.parse(raw) as LogLine;
+      } catch {
+        line = { msg: 'non-JSON output', raw };
+      }
+      logs.push(line);
+      for (const waiter of waiters) {
+        if (waiter.predicate(line)) {
+          waiters.delete(waiter);
+          waiter.resolve(line);
+        }
+      }
+    }
+  });
+  const waitForLog = (predicate: LogPredicate, wait = 10_000): Promise<LogLine> => {
+    const seen = logs.find(predicate);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        predicate,
+        resolve: (line: LogLine) => {
+          clearTimeout(timer);
+          resolve(line);
+        },
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(waiter);
+        reject(new Error(`no matching log line within ${wait} ms; seen:\n${logs.map((l) => JSON.stringify(l)).join('\n')}\nstderr: ${child.stderr}`));
+      }, wait);
+      waiters.add(waiter);
+    });
+  };
+  const proxy: Proxy = { child, logs, waitForLog, stop: () => child.stop() };
+  const exitedEarly = child.exited.then((status) => {
+    throw new Error(`nbd-tunnel ${args[0]} exited (${JSON.stringify(status)}) before '${ready}': ${child.stderr.trim()}`);
+  });
+  try {
+    await Promise.race([waitForLog((l) => l.msg === ready, timeoutMs), exitedEarly]);
+  } catch (error) {
+    await child.stop();
+    throw error;
+  }
+  exitedEarly.catch(() => {}); // a later exit is the test's business
+  return proxy;
+}
+
+export interface TunnelOptions {
+  pki: Pki;
+  /** Route name to the destination's UNIX socket. */
+  destRoutes: Record<string, string>;
+  /** Route name to the source's UNIX socket. */
+  sourceRoutes: Record<string, string>;
+  destArgs?: string[];
+  sourceArgs?: string[];
+  /** Client certificate and key for the source; the PKI's good client by default. */
+  clientCert?: string;
+  clientKey?: string;
+  servername?: string;
+}
+
+export interface Tunnel {
+  dest: Proxy;
+  source: Proxy;
+  port: number;
+  stop(): Promise<void>;
+}
+
+const routeFlags = (routes: Record<string, string>): string[] =>
+  Object.entries(routes).flatMap(([name, path]) => ['--route', `${name}=${path}`]);
+
+/** A destination on a free loopback port and a source connected to it, both ready. */
+export async function startTunnel(options: TunnelOptions): Promise<Tunnel> {
+  const { pki } = options;
+  const dest = await startProxy(
+    ['dest', '--listen', '127.0.0.1:0', ...routeFlags(options.destRoutes), '--cert', pki.serverCert, '--key', pki.serverKey, '--ca', pki.caCert, ...(options.destArgs ?? [])],
+    'listening',
+  );
+  const port = Number(dest.logs.find((l) => l.msg === 'listening')!.port);
+  try {
+    const source = await startProxy(
+      [
+        'source',
+        '--connect',
+        `wss://localhost:${port}`,
+        ...routeFlags(options.sourceRoutes),
+        '--cert',
+        options.clientCert ?? pki.clientCert,
+        '--key',
+        options.clientKey ?? pki.clientKey,
+        '--ca',
+        pki.caCert,
+        ...(options.servername ? ['--servername', options.servername] : []),
+        ...(options.sourceArgs ?? []),
+      ],
+      'ready',
+    );
+    return {
+      dest,
+      source,
+      port,
+      async stop() {
+        await Promise.all([source.stop(), dest.stop()]);
+      },
+    };
+  } catch (error) {
+    await dest.stop();
+    throw error;
+  }
+}
