@@ -139,7 +139,7 @@ export function parseListen(value: string): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(value);
   if (!match) throw new ConfigError(`--listen '${value}': expected HOST:PORT (IPv6 as [ADDR]:PORT)`);
   const port = Number(match[3]);
-  if (port < 1 || port > 65535) throw new ConfigError(`--listen '${value}': port must be 1-65535`);
+  if (port > 65535) throw new ConfigError(`--listen '${value}': port must be 0-65535 (0: any free port, logged)`);
   return { host: match[1] ?? match[2], port };
 }
 

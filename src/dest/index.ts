@@ -33,7 +33,9 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
       sessionLog.info({ reason: reason.message }, 'session closed');
     });
   });
-  const address = await server.listen();
+  const address = await server.listen().catch((error: NodeJS.ErrnoException) => {
+    throw new Error(`--listen ${config.host}:${config.port}: cannot listen: ${error.code ?? error.message}`);
+  });
   log.info({ host: address.address, port: address.port, routes: Object.fromEntries(config.routes) }, 'listening');
   return {
     address: { host: address.address, port: address.port },

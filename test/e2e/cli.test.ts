@@ -1,0 +1,115 @@
+// The command-line contract: ready lines, one-line errors naming the flag, socket-file hygiene.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmod, lstat, mkdir, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { CLI, makePki, makeTempDir, removeDir, run, spawnChild, startCountingServer, startProxy, type Pki } from '../harness/index.js';
+
+let dir: string;
+let pki: Pki;
+
+before(async () => {
+  dir = await makeTempDir('nbdt-cli-');
+  pki = await makePki(join(dir, 'pki'));
+});
+after(async () => {
+  await removeDir(dir);
+});
+
+/** Runs the CLI to its exit; resolves with its status and stderr. */
+async function cli(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  const child = await spawnChild(process.execPath, [CLI, ...args]);
+  const { code } = await child.exited;
+  return { code, stderr: child.stderr };
+}
+
+const destTls = () => ['--cert', pki.serverCert, '--key', pki.serverKey, '--ca', pki.caCert];
+const sourceTls = () => ['--cert', pki.clientCert, '--key', pki.clientKey, '--ca', pki.caCert];
+
+test('bad flags exit 2 with one line naming the flag', async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [['dest', '--listen', 'nope', '--route', 'a=/tmp/a.sock', ...destTls()], /--listen 'nope': expected HOST:PORT/],
+    [['dest', '--listen', '127.0.0.1:1', '--route', '../x=/tmp/a.sock', ...destTls()], /--route '..\/x=\/tmp\/a.sock': route name must match/],
+    [['dest', '--listen', '127.0.0.1:1', '--route', 'nosocket', ...destTls()], /--route 'nosocket': expected NAME=SOCKET/],
+    [['dest', '--listen', '127.0.0.1:1', ...destTls()], /--route: give at least one/],
+    [['source', '--connect', 'https://x:1', '--route', 'a=/tmp/a.sock', ...sourceTls()], /--connect 'https:\/\/x:1': the scheme must be wss:\/\//],
+    [['source', '--connect', 'wss://x:1', '--route', 'a=/tmp/a.sock', '--stream-window', '1K', ...sourceTls()], /--stream-window 1K: must be between 256K/],
+    [['source', '--connect', 'wss://x:1', '--route', 'a=/tmp/a.sock', '--log-level', 'loud', ...sourceTls()], /--log-level/],
+    [['dest', '--route', 'a=/tmp/a.sock', ...destTls()], /required option '--listen/],
+  ];
+  for (const [args, expected] of cases) {
+    const { code, stderr } = await cli(args);
+    assert.equal(code, 2, `${args.join(' ')}: exit ${code}, stderr ${stderr}`);
+    assert.match(stderr, expected);
+    assert.equal(stderr.trim().split('\n').length, 1, `more than one line: ${stderr}`);
+  }
+});
+
+test('unreadable or non-PEM certificate files are named with the flag', async () => {
+  const notPem = join(dir, 'not.pem');
+  await writeFile(notPem, 'hello');
+  let result = await cli(['dest', '--listen', '127.0.0.1:0', '--route', 'a=/tmp/a.sock', '--cert', join(dir, 'missing.pem'), '--key', pki.serverKey, '--ca', pki.caCert]);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /^nbd-tunnel: error: --cert .*missing\.pem: cannot read: ENOENT\n$/);
+  result = await cli(['source', '--connect', 'wss://localhost:1', '--route', 'a=/tmp/a.sock', '--cert', pki.clientCert, '--key', pki.clientKey, '--ca', notPem]);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /--ca .*not\.pem: not a PEM file/);
+  if (process.getuid?.() !== 0) {
+    await chmod(notPem, 0);
+    result = await cli(['dest', '--listen', '127.0.0.1:0', '--route', 'a=/tmp/a.sock', '--cert', notPem, '--key', pki.serverKey, '--ca', pki.caCert]);
+    assert.match(result.stderr, /--cert .*: cannot read: EACCES/);
+  }
+});
+
+test('a port in use: exit 1 with the address in the message', async () => {
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  const { port } = blocker.address() as { port: number };
+  try {
+    const { code, stderr } = await cli(['dest', '--listen', `127.0.0.1:${port}`, '--route', 'a=/tmp/a.sock', ...destTls()]);
+    assert.equal(code, 1);
+    assert.match(stderr, new RegExp(`--listen 127\\.0\\.0\\.1:${port}: cannot listen: EADDRINUSE`));
+  } finally {
+    blocker.close();
+  }
+});
+
+test('source sockets: a stale socket is replaced, a live one or a non-socket path refused, none left on exit', async () => {
+  const sub = join(dir, 'sockets');
+  await mkdir(sub);
+  const stale = join(sub, 'stale.sock');
+  await run('python3', ['-c', 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', stale]);
+  const live = join(sub, 'live.sock');
+  const liveServer = await startCountingServer(live);
+  const regular = join(sub, 'regular');
+  await writeFile(regular, 'data');
+  const base = ['source', '--connect', 'wss://localhost:1', ...sourceTls()];
+  try {
+    let result = await cli([...base, '--route', `a=${live}`]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /--route a=.*live\.sock: another process is listening on this socket/);
+    result = await cli([...base, '--route', `a=${regular}`]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /--route a=.*regular: the path exists and is not a socket/);
+
+    const source = await startProxy([...base, '--route', `a=${stale}`], 'ready');
+    assert.ok((await lstat(stale)).isSocket());
+    await source.stop();
+    assert.deepEqual(await source.child.exited, { code: 0, signal: null });
+    await assert.rejects(lstat(stale), { code: 'ENOENT' }, 'the socket file is removed on exit');
+  } finally {
+    await liveServer.close();
+  }
+});
+
+test('dest prints "listening" with the bound port', async () => {
+  const dest = await startProxy(['dest', '--listen', '127.0.0.1:0', '--route', 'a=/tmp/a.sock', ...destTls()], 'listening');
+  try {
+    const line = await dest.waitForLog((l) => l.msg === 'listening');
+    assert.ok(Number(line.port) > 0);
+    assert.equal(line.level, 30);
+  } finally {
+    await dest.stop();
+  }
+});
