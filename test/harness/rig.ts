@@ -1,5 +1,6 @@
 // A migration on one machine: a destination storage daemon exporting blank disks over NBD,
 // a source storage daemon holding test images, and (unless direct) the tunnel between them.
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { compareImages, createBlankImage, createTestImage } from './images.js';
@@ -58,6 +59,7 @@ export interface Rig {
 
 export async function startRig(options: RigOptions): Promise<Rig> {
   const { dir } = options;
+  await mkdir(dir, { recursive: true });
   const nbdSocket = join(dir, 'dest-nbd.sock');
   const viaTunnel = options.tunnel ?? true;
   const disks: Disk[] = options.disks.map((spec) => ({
