@@ -1,6 +1,6 @@
 // One incoming stream: open request → route → connect → reply → pipe, with one log line at each end.
 import type { Logger } from '../log.js';
-import { encodeMessage, parseOpenRequest, readMessage, splice, StreamError, type Stream } from '../tunnel/index.js';
+import { encodeMessage, parseOpenRequest, readMessage, relay, StreamError, type Stream } from '../tunnel/index.js';
 import { ConnectError, connectRouteSocket, resolveRoute } from './route-socket.js';
 
 export async function handleStream(stream: Stream, routes: ReadonlyMap<string, string>, log: Logger): Promise<void> {
@@ -33,16 +33,7 @@ export async function handleStream(stream: Stream, routes: ReadonlyMap<string, s
   }
   stream.write(encodeMessage({ ok: true }));
   streamLog.info('stream opened');
-  const error = await splice(stream, socket);
-  streamLog[error ? 'warn' : 'info'](
-    {
-      bytesToDest: stream.bytesReceived,
-      bytesToSource: stream.bytesSent,
-      durationMs: Date.now() - started,
-      ...(error ? { reason: error.message } : {}),
-    },
-    'stream closed',
-  );
+  await relay(stream, socket, 'dest', streamLog, started);
 }
 
 function refuse(stream: Stream, log: Logger, code: string, message: string): void {

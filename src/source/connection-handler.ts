@@ -1,7 +1,7 @@
 // One QEMU connection: open a stream for its route, wait for the destination's answer, then pipe.
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
-import { encodeMessage, parseOpenReply, readMessage, splice, type Stream } from '../tunnel/index.js';
+import { encodeMessage, parseOpenReply, readMessage, relay, type Stream } from '../tunnel/index.js';
 import type { Connector } from './connector.js';
 
 export async function handleConnection(socket: Socket, route: string, connector: Connector, log: Logger): Promise<void> {
@@ -34,14 +34,5 @@ export async function handleConnection(socket: Socket, route: string, connector:
     return;
   }
   streamLog.info('stream opened');
-  const error = await splice(socket, stream);
-  streamLog[error ? 'warn' : 'info'](
-    {
-      bytesToDest: stream.bytesSent,
-      bytesToSource: stream.bytesReceived,
-      durationMs: Date.now() - started,
-      ...(error ? { reason: error.message } : {}),
-    },
-    'stream closed',
-  );
+  await relay(stream, socket, 'source', streamLog, started);
 }
