@@ -26,7 +26,11 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
     sessions.add(session);
     sessionLog.info('session opened');
     session.on('stream', (stream) => {
-      void handleStream(stream, config.routes, sessionLog.child({ stream: stream.id }));
+      const streamLog = sessionLog.child({ stream: stream.id });
+      handleStream(stream, config.routes, streamLog).catch((error: Error) => {
+        streamLog.error({ reason: error.message }, 'stream failed: internal error');
+        stream.destroy();
+      });
     });
     session.on('close', (reason) => {
       sessions.delete(session);

@@ -34,14 +34,13 @@ const ERRNO_HINTS: Readonly<Record<string, string>> = {
 export function connectRouteSocket(path: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = createConnection({ path, allowHalfOpen: true });
-    socket.once('connect', () => {
-      socket.off('error', onError);
-      resolve(socket);
-    });
+    // onError stays attached: after connect, a late error only re-rejects a settled promise,
+    // and relay() reports it.
+    socket.once('connect', () => resolve(socket));
     const onError = (error: NodeJS.ErrnoException): void => {
       const code = error.code ?? 'EIO';
       reject(new ConnectError(`destination socket ${path} ${ERRNO_HINTS[code] ?? 'failed'}: ${code}`, code));
     };
-    socket.once('error', onError);
+    socket.on('error', onError);
   });
 }

@@ -5,6 +5,7 @@ import { ConnectError, connectRouteSocket, resolveRoute } from './route-socket.j
 
 export async function handleStream(stream: Stream, routes: ReadonlyMap<string, string>, log: Logger): Promise<void> {
   const started = Date.now();
+  stream.on('error', () => {}); // a reset at any step is reported by that step or by relay()
   let route: string;
   try {
     route = parseOpenRequest(await readMessage(stream)).route;
@@ -39,7 +40,6 @@ export async function handleStream(stream: Stream, routes: ReadonlyMap<string, s
 function refuse(stream: Stream, log: Logger, code: string, message: string): void {
   log.warn({ code, reason: message }, 'stream refused');
   if (stream.destroyed) return;
-  stream.on('error', () => {}); // the source may reset first; the refusal is already logged
   stream.end(encodeMessage({ ok: false, code, message }));
   // The source closes after reading the refusal; do not wait on a source that never does.
   setTimeout(() => stream.destroy(new StreamError('refused', code)), 10_000).unref();

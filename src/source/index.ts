@@ -21,7 +21,12 @@ export async function runSource(config: SourceConfig, log: Logger): Promise<Runn
   const closeAll = () => Promise.all(listeners.map(({ server, path }) => closeRoute(server, path)));
   try {
     for (const [route, path] of config.routes) {
-      const server = await listenRoute(route, path, (socket) => void handleConnection(socket, route, connector, log));
+      const server = await listenRoute(route, path, (socket) =>
+        handleConnection(socket, route, connector, log).catch((error: Error) => {
+          log.error({ route, reason: error.message }, 'stream failed: internal error');
+          socket.destroy();
+        }),
+      );
       listeners.push({ server, path });
     }
   } catch (error) {
