@@ -12,6 +12,12 @@ const WS_CLOSE_PROTOCOL_ERROR = 1002;
 
 export class WsTransport implements Transport {
   private closing = false;
+  private corked = false;
+  /** Everything sent in one tick leaves in one writev: one TLS write and syscall, not one per frame. */
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
 
   constructor(
     private readonly ws: WebSocket,
@@ -44,6 +50,11 @@ export class WsTransport implements Transport {
   }
 
   send(chunk: Buffer): void {
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.uncork);
+    }
     this.ws.send(chunk, SEND_OPTIONS);
   }
 
