@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import { open, truncate, writeFile } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { run } from './child.js';
+import { mulberry32 } from './prng.js';
 
 const BLOCK = 4096;
 /** Largest region: big enough for multi-chunk mirror writes, small enough that a 64 MiB image still mixes kinds. */
@@ -69,18 +70,6 @@ export async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
   await pipeline(createReadStream(path), hash);
   return hash.digest('hex');
-}
-
-/** Seeded PRNG in [0, 1); layout must not depend on Math.random so failures reproduce. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
 }
 
 /** Fast seeded random bytes: AES-CTR keystream over zeros (hardware AES runs at GB/s). */
