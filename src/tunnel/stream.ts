@@ -23,6 +23,10 @@ interface PendingWrite {
   callback: (error?: Error | null) => void;
 }
 
+/**
+ * Write callbacks fire once a chunk is queued on the transport, which holds it by reference
+ * until the socket takes it: like any buffering stream, do not modify a chunk after writing it.
+ */
 export class Stream extends Duplex {
   /** Bytes this side has sent / received on the stream (payload only). */
   bytesSent = 0;
