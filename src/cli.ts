@@ -3,8 +3,9 @@
 import { Command, Option } from 'commander';
 import { ConfigError, DEFAULTS, destConfig, sourceConfig, type DestFlags, type SourceFlags } from './config.js';
 import { runDest } from './dest/index.js';
-import { createLogger, LOG_LEVELS, type Logger } from './log.js';
-import { runSource } from './source/index.js';
+import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './log.js';
+import { runSource, runSourcePrimary, runSourceWorker } from './source/index.js';
+import { inWorker, reportReady, superviseWorkers, type Supervisor } from './workers.js';
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
@@ -45,14 +46,55 @@ function splitEnvRoutes(routes: string[]): string[] {
   return routes.flatMap((r) => r.split(',')).map((r) => r.trim()).filter((r) => r !== '');
 }
 
-async function start(role: string, level: string, run: (log: Logger) => Promise<{ close(): Promise<void> }>): Promise<void> {
-  const log = createLogger(level as never, role);
-  let running: { close(): Promise<void> };
+interface Running {
+  readyFields: Record<string, unknown>;
+  close(): Promise<void>;
+}
+
+interface Role {
+  name: 'dest' | 'source';
+  /** The line printed once the role serves: "listening" (dest) or "ready" (source). */
+  readyMsg: string;
+  logLevel: LogLevel;
+  /** Processes to run; more than one means a primary and that many workers. */
+  processes: number;
+  /** Serves in this one process (also what a dest worker runs: the cluster shares its port). */
+  run(log: Logger): Promise<Running>;
+  /** What a worker runs, when it differs from run(). */
+  runWorker?(log: Logger): Promise<Running>;
+  /** What the primary does beside supervising, once its workers are ready. */
+  runPrimary?(log: Logger, supervisor: Supervisor): Promise<Running>;
+}
+
+async function startRole(role: Role, log: Logger): Promise<Running> {
+  if (inWorker) return (role.runWorker ?? role.run)(log);
+  if (role.processes === 1) return role.run(log);
+  const supervisor = await superviseWorkers(role.processes, log);
   try {
-    running = await run(log);
+    const primary = await role.runPrimary?.(log, supervisor);
+    return {
+      readyFields: { ...supervisor.readyFields, ...primary?.readyFields, workers: role.processes },
+      async close() {
+        await primary?.close();
+        await supervisor.close();
+      },
+    };
+  } catch (error) {
+    await supervisor.close();
+    throw error;
+  }
+}
+
+async function start(role: Role): Promise<void> {
+  const log = createLogger(role.logLevel, role.name);
+  let running: Running;
+  try {
+    running = await startRole(role, log);
   } catch (error) {
     fail(error as Error, 1);
   }
+  if (inWorker) reportReady(running.readyFields);
+  else log.info(running.readyFields, role.readyMsg);
   const shutdown = (signal: string): void => {
     log.info({ signal }, 'shutting down');
     running.close().then(
@@ -62,6 +104,7 @@ async function start(role: string, level: string, run: (log: Logger) => Promise<
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
+  if (inWorker) process.once('disconnect', () => shutdown('primary exited'));
 }
 
 function fail(error: Error, status: number): never {
@@ -87,10 +130,21 @@ addCommonOptions(
   program
     .command('dest')
     .description('accept the tunnel on one TCP port and connect each stream to its route\'s UNIX socket')
-    .addOption(new Option('--listen <HOST:PORT>', 'address to accept the tunnel on').env('NBD_TUNNEL_LISTEN').makeOptionMandatory()),
+    .addOption(new Option('--listen <HOST:PORT>', 'address to accept the tunnel on').env('NBD_TUNNEL_LISTEN').makeOptionMandatory())
+    .addOption(
+      new Option('--workers <N>', 'processes serving the port (one per tunnel connection at a time)')
+        .default(DEFAULTS.processes)
+        .env('NBD_TUNNEL_WORKERS'),
+    ),
 ).action(async (flags: DestFlags) => {
   const config = buildConfig(() => destConfig({ ...flags, route: splitEnvRoutes(flags.route) }));
-  await start('dest', config.logLevel, (log) => runDest(config, log));
+  await start({
+    name: 'dest',
+    readyMsg: 'listening',
+    logLevel: config.logLevel,
+    processes: config.workers,
+    run: (log) => runDest(config, log),
+  });
 });
 
 addCommonOptions(
@@ -98,10 +152,23 @@ addCommonOptions(
     .command('source')
     .description('listen on a UNIX socket per route and carry each connection to the destination')
     .addOption(new Option('--connect <URL>', 'the destination, as wss://HOST:PORT').env('NBD_TUNNEL_CONNECT').makeOptionMandatory())
-    .addOption(new Option('--servername <NAME>', 'name expected in the destination certificate').env('NBD_TUNNEL_SERVERNAME')),
+    .addOption(new Option('--servername <NAME>', 'name expected in the destination certificate').env('NBD_TUNNEL_SERVERNAME'))
+    .addOption(
+      new Option('--connections <N>', 'tunnel connections, each in its own process; QEMU connections are spread across them')
+        .default(DEFAULTS.processes)
+        .env('NBD_TUNNEL_CONNECTIONS'),
+    ),
 ).action(async (flags: SourceFlags) => {
   const config = buildConfig(() => sourceConfig({ ...flags, route: splitEnvRoutes(flags.route) }));
-  await start('source', config.logLevel, (log) => runSource(config, log));
+  await start({
+    name: 'source',
+    readyMsg: 'ready',
+    logLevel: config.logLevel,
+    processes: config.connections,
+    run: (log) => runSource(config, log),
+    runWorker: (log) => runSourceWorker(config, log),
+    runPrimary: (log, supervisor) => runSourcePrimary(config, log, () => supervisor.pick()),
+  });
 });
 
 try {

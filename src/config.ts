@@ -36,11 +36,15 @@ export interface CommonConfig {
 export interface DestConfig extends CommonConfig {
   host: string;
   port: number;
+  /** Processes serving the port; each tunnel connection is served by one of them. */
+  workers: number;
 }
 
 export interface SourceConfig extends CommonConfig {
   url: string;
   servername: string | undefined;
+  /** Tunnel connections (one process each); QEMU connections are spread across them. */
+  connections: number;
 }
 
 /** Raw option values as commander hands them over. */
@@ -59,11 +63,13 @@ export interface CommonFlags {
 
 export interface DestFlags extends CommonFlags {
   listen: string;
+  workers: string;
 }
 
 export interface SourceFlags extends CommonFlags {
   connect: string;
   servername?: string;
+  connections: string;
 }
 
 export const DEFAULTS = {
@@ -71,13 +77,16 @@ export const DEFAULTS = {
   maxStreams: String(DEFAULT_MAX_STREAMS),
   keepaliveInterval: String(DEFAULT_KEEPALIVE_INTERVAL_MS / 1000),
   keepaliveTimeout: String(DEFAULT_KEEPALIVE_TIMEOUT_MS / 1000),
+  processes: '1',
 };
+
+const MAX_PROCESSES = 64;
 
 const UNIX_PATH_MAX = 107; // sun_path is 108 bytes with the terminating NUL
 
 export function destConfig(flags: DestFlags): DestConfig {
   const { host, port } = parseListen(flags.listen);
-  return { ...commonConfig(flags), host, port };
+  return { ...commonConfig(flags), host, port, workers: parseProcesses('--workers', flags.workers) };
 }
 
 export function sourceConfig(flags: SourceFlags): SourceConfig {
@@ -89,7 +98,12 @@ export function sourceConfig(flags: SourceFlags): SourceConfig {
   }
   if (url.protocol !== 'wss:') throw new ConfigError(`--connect '${flags.connect}': the scheme must be wss://`);
   if (!url.port) throw new ConfigError(`--connect '${flags.connect}': give the port, as in wss://HOST:PORT`);
-  return { ...commonConfig(flags), url: url.toString(), servername: flags.servername };
+  return {
+    ...commonConfig(flags),
+    url: url.toString(),
+    servername: flags.servername,
+    connections: parseProcesses('--connections', flags.connections),
+  };
 }
 
 function commonConfig(flags: CommonFlags): CommonConfig {
@@ -156,6 +170,12 @@ function parseSeconds(flag: string, value: string): number {
   const seconds = Number(value);
   if (!Number.isFinite(seconds) || seconds < 0) throw new ConfigError(`${flag} '${value}': expected seconds, 0 or more`);
   return Math.round(seconds * 1000);
+}
+
+function parseProcesses(flag: string, value: string): number {
+  const n = parsePositiveInt(flag, value);
+  if (n > MAX_PROCESSES) throw new ConfigError(`${flag} ${value}: at most ${MAX_PROCESSES}`);
+  return n;
 }
 
 function parsePositiveInt(flag: string, value: string): number {

@@ -6,7 +6,8 @@ import { createAdmission } from './admission.js';
 import { handleStream } from './stream-handler.js';
 
 export interface RunningDest {
-  address: { host: string; port: number };
+  /** Fields of the "listening" line. */
+  readyFields: Record<string, unknown>;
   close(): Promise<void>;
 }
 
@@ -40,9 +41,8 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
   const address = await server.listen().catch((error: NodeJS.ErrnoException) => {
     throw new Error(`--listen ${config.host}:${config.port}: cannot listen: ${error.code ?? error.message}`);
   });
-  log.info({ host: address.address, port: address.port, routes: Object.fromEntries(config.routes) }, 'listening');
   return {
-    address: { host: address.address, port: address.port },
+    readyFields: { host: address.address, port: address.port, routes: Object.fromEntries(config.routes) },
     async close() {
       const closing = server.close();
       for (const session of sessions) session.close(new Error('destination shutting down'));

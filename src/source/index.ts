@@ -1,44 +1,116 @@
-// The source proxy: a UNIX socket per route, every connection a stream on one tunnel session.
-import type { Server } from 'node:net';
+// The source proxy: a UNIX socket per route, every connection a stream on a tunnel session.
+// Alone, one process listens and tunnels. With --connections N, the primary listens and hands
+// each accepted connection to one of N workers, each holding its own tunnel connection.
+import type { Server, Socket } from 'node:net';
 import type { SourceConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import { handleConnection } from './connection-handler.js';
 import { Connector } from './connector.js';
-import { closeRoute, listenRoute } from './route-listener.js';
+import { clearStaleSocket, closeRoute, listenRoute, removeRouteSocket } from './route-listener.js';
 
-export { ListenError } from './route-listener.js';
-
-export interface RunningSource {
+export interface Running {
+  /** Fields of the "ready" line. */
+  readyFields: Record<string, unknown>;
   close(): Promise<void>;
 }
 
-export async function runSource(config: SourceConfig, log: Logger): Promise<RunningSource> {
+/** Passes an accepted QEMU connection to the process that tunnels it. */
+export type Dispatch = (socket: Socket, route: string) => void;
+
+/** The IPC message that carries a connection from the primary to a worker. */
+interface HandOver {
+  type: 'nbd-tunnel-connection';
+  route: string;
+}
+
+const readyFields = (config: SourceConfig) => ({ url: config.url, routes: Object.fromEntries(config.routes) });
+
+/** One process: listens and tunnels. */
+export async function runSource(config: SourceConfig, log: Logger): Promise<Running> {
+  const tunnel = startTunnel(config, log);
+  try {
+    const listening = await listenAll(config, tunnel.dispatch);
+    return {
+      readyFields: readyFields(config),
+      async close() {
+        tunnel.stop();
+        await listening.close();
+      },
+    };
+  } catch (error) {
+    tunnel.stop();
+    throw error;
+  }
+}
+
+/** A worker: tunnels the connections the primary hands over. */
+export async function runSourceWorker(config: SourceConfig, log: Logger): Promise<Running> {
+  const tunnel = startTunnel(config, log);
+  const onMessage = (message: HandOver, handle: unknown): void => {
+    if (message?.type !== 'nbd-tunnel-connection' || !handle) return;
+    const socket = handle as Socket; // a net.Socket: the only handle the primary sends
+    socket.allowHalfOpen = true; // QEMU may half-close; the reply direction must still drain
+    tunnel.dispatch(socket, message.route);
+  };
+  process.on('message', onMessage);
+  return {
+    readyFields: readyFields(config),
+    async close() {
+      process.off('message', onMessage);
+      tunnel.stop();
+    },
+  };
+}
+
+/** The primary with workers: listens, and sends each connection to the worker `pick` names. */
+export async function runSourcePrimary(
+  config: SourceConfig,
+  log: Logger,
+  pick: () => { send(message: HandOver, socket: Socket): unknown } | null,
+): Promise<Running> {
+  const listening = await listenAll(config, (socket, route) => {
+    const worker = pick();
+    if (!worker) {
+      log.error({ route }, 'stream refused: no worker is running');
+      socket.destroy();
+      return;
+    }
+    worker.send({ type: 'nbd-tunnel-connection', route }, socket);
+  });
+  return { readyFields: readyFields(config), close: () => listening.close() };
+}
+
+function startTunnel(config: SourceConfig, log: Logger): { dispatch: Dispatch; stop(): void } {
   const connector = new Connector(
     { url: config.url, ...config.tls, servername: config.servername, token: config.token, session: config.session },
     log,
   );
-  const listeners: Array<{ server: Server; path: string }> = [];
-  const closeAll = () => Promise.all(listeners.map(({ server, path }) => closeRoute(server, path)));
+  connector.start();
+  return {
+    dispatch: (socket, route) =>
+      void handleConnection(socket, route, connector, log).catch((error: Error) => {
+        log.error({ route, reason: error.message }, 'stream failed: internal error');
+        socket.destroy();
+      }),
+    stop: () => connector.stop(),
+  };
+}
+
+/** Frees every route's path, listens on it, and on close stops listening and removes the files. */
+async function listenAll(config: SourceConfig, dispatch: Dispatch): Promise<{ close(): Promise<void> }> {
+  const listening: Array<{ server: Server; path: string }> = [];
+  const close = async (): Promise<void> => {
+    await Promise.all(listening.map(({ server }) => closeRoute(server)));
+    for (const { path } of listening) removeRouteSocket(path); // only the files this process made
+  };
   try {
     for (const [route, path] of config.routes) {
-      const server = await listenRoute(route, path, (socket) =>
-        handleConnection(socket, route, connector, log).catch((error: Error) => {
-          log.error({ route, reason: error.message }, 'stream failed: internal error');
-          socket.destroy();
-        }),
-      );
-      listeners.push({ server, path });
+      await clearStaleSocket(route, path);
+      listening.push({ server: await listenRoute(route, path, (socket) => dispatch(socket, route)), path });
     }
   } catch (error) {
-    await closeAll();
+    await close();
     throw error;
   }
-  connector.start();
-  log.info({ url: config.url, routes: Object.fromEntries(config.routes) }, 'ready');
-  return {
-    async close() {
-      connector.stop();
-      await closeAll();
-    },
-  };
+  return { close };
 }

@@ -3,41 +3,41 @@
 import { lstatSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 
-export class ListenError extends Error {}
-
+/** Listens on a path that clearStaleSocket has freed. */
 export async function listenRoute(route: string, path: string, onConnection: (socket: Socket) => void): Promise<Server> {
-  await clearStaleSocket(route, path);
   const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, onConnection);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) =>
-      reject(new ListenError(`--route ${route}=${path}: cannot listen: ${error.code ?? error.message}`)),
+      reject(new Error(`--route ${route}=${path}: cannot listen: ${error.code ?? error.message}`)),
     );
     server.listen(path, () => resolve());
   });
   return server;
 }
 
-/** Stops listening and removes the socket file, so nothing is left behind. */
-export function closeRoute(server: Server, path: string): Promise<void> {
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    try {
-      unlinkSync(path);
-    } catch {
-      // already gone
-    }
-  });
+export function closeRoute(server: Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
 }
 
-async function clearStaleSocket(route: string, path: string): Promise<void> {
+/** Removes a route's socket file on shutdown, so nothing is left behind. */
+export function removeRouteSocket(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone
+  }
+}
+
+/** Makes the path free for listening: removes a stale socket, refuses a live one or a non-socket. */
+export async function clearStaleSocket(route: string, path: string): Promise<void> {
   let isSocket: boolean;
   try {
     isSocket = lstatSync(path).isSocket();
   } catch {
     return; // nothing there
   }
-  if (!isSocket) throw new ListenError(`--route ${route}=${path}: the path exists and is not a socket`);
-  if (await answers(path)) throw new ListenError(`--route ${route}=${path}: another process is listening on this socket`);
+  if (!isSocket) throw new Error(`--route ${route}=${path}: the path exists and is not a socket`);
+  if (await answers(path)) throw new Error(`--route ${route}=${path}: another process is listening on this socket`);
   unlinkSync(path);
 }
 

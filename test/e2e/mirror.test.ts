@@ -58,6 +58,22 @@ test('four disks mirrored at once through the one tunnel', async () => {
   }
 });
 
+test('--connections 2 / --workers 2: four disks spread over two tunnel connections and processes', async () => {
+  const disks = [0, 1, 2, 3].map((i) => ({ name: `vm5-disk${i}`, size: 32 * MiB, seed: 20 + i }));
+  const rig = await startRig({ dir: await caseDir('spread'), pki, disks, destArgs: ['--workers', '2'], sourceArgs: ['--connections', '2'] });
+  try {
+    await rig.mirrorAll();
+    const { dest, source } = rig.tunnel!;
+    const sessionPids = new Set(dest.logs.filter((l) => l.msg === 'session opened').map((l) => l.pid));
+    assert.equal(sessionPids.size, 2, 'two sessions, served by two destination processes');
+    const streamPids = new Set(source.logs.filter((l) => l.msg === 'stream opened').map((l) => l.pid));
+    assert.equal(streamPids.size, 2, 'streams opened by both source processes');
+    assertIdentical(await rig.verify());
+  } finally {
+    await rig.stop();
+  }
+});
+
 test('a guest-like writer changes the source during a write-blocking mirror: identical after', async () => {
   const caseRoot = await caseDir('writer');
   const writerSocket = join(caseRoot, 'writer.sock');
