@@ -1,7 +1,7 @@
 // The destination proxy: one TLS WebSocket port, many sessions, each stream to its route's socket.
 import type { DestConfig } from '../config.js';
 import type { Logger } from '../log.js';
-import { TunnelServer, type Session } from '../tunnel/index.js';
+import { ProtocolError, TunnelServer, type Session } from '../tunnel/index.js';
 import { createAdmission } from './admission.js';
 import { handleStream } from './stream-handler.js';
 
@@ -35,7 +35,8 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
     });
     session.on('close', (reason) => {
       sessions.delete(session);
-      sessionLog.info({ reason: reason.message }, 'session closed');
+      // A peer that broke the protocol is worth a warning; the rest are ordinary ends.
+      sessionLog[reason instanceof ProtocolError ? 'warn' : 'info']({ reason: reason.message }, 'session closed');
     });
   });
   const address = await server.listen().catch((error: NodeJS.ErrnoException) => {

@@ -7,3 +7,4 @@ export * from './tmpdir.js';
 export * from './unix-counter.js';
 export * from './proxies.js';
 export * from './rig.js';
+export * from './tcp-relay.js';

@@ -85,6 +85,11 @@ export interface TunnelOptions {
   clientCert?: string;
   clientKey?: string;
   servername?: string;
+  /**
+   * Given the destination's port, returns the port the source should connect to instead (on
+   * localhost), e.g. a delay relay's in front of it. Default: the destination's own.
+   */
+  connectVia?: (destPort: number) => Promise<number>;
 }
 
 export interface Tunnel {
@@ -106,11 +111,13 @@ export async function startTunnel(options: TunnelOptions): Promise<Tunnel> {
   );
   const port = Number(dest.logs.find((l) => l.msg === 'listening')!.port);
   try {
+    // The destination's certificate names localhost, hence localhost rather than 127.0.0.1.
+    const connectPort = options.connectVia ? await options.connectVia(port) : port;
     const source = await startProxy(
       [
         'source',
         '--connect',
-        `wss://localhost:${port}`,
+        `wss://localhost:${connectPort}`,
         ...routeFlags(options.sourceRoutes),
         '--cert',
         options.clientCert ?? pki.clientCert,

@@ -1,5 +1,6 @@
 // A migration on one machine: a destination storage daemon exporting blank disks over NBD,
-// a source storage daemon holding test images, and (unless direct) the tunnel between them.
+// a source storage daemon holding test images, and between them the tunnel, a direct
+// connection, or any other path a `connect` factory sets up (the benchmarks' socat, ssh, ...).
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -24,11 +25,32 @@ export interface Disk extends DiskSpec {
   clientSocket: string;
 }
 
+/** What a path between the source QEMU's NBD client and the destination NBD server needs to know. */
+export interface LinkContext {
+  /** The rig's directory, for the path's sockets and files. */
+  dir: string;
+  pki: Pki;
+  /** The destination QEMU's NBD server socket, serving every route's export. */
+  destSocket: string;
+  /** Route names, one per disk; each is also the disk's NBD export name. */
+  routes: string[];
+}
+
+/** A running path: where the source connects for each route, and how to take it down. */
+export interface Link {
+  clientSocket(route: string): string;
+  stop(): Promise<void>;
+}
+
+export type LinkFactory = (context: LinkContext) => Promise<Link>;
+
 export interface RigOptions {
   dir: string;
   disks: DiskSpec[];
-  /** false: QEMU's NBD client connects straight to the destination NBD server (the ceiling). */
+  /** false: QEMU's NBD client connects straight to the destination NBD server (the ceiling). Ignored with `connect`. */
   tunnel?: boolean;
+  /** Sets up the path instead of the built-in tunnel or direct connection; started after the destination. */
+  connect?: LinkFactory;
   pki?: Pki;
   destArgs?: string[];
   sourceArgs?: string[];
@@ -41,7 +63,10 @@ export interface Rig {
   disks: Disk[];
   source: StorageDaemon;
   dest: StorageDaemon;
+  /** The built-in tunnel, when that is the path. */
   tunnel: Tunnel | null;
+  /** The path from `connect`, when given. */
+  link: Link | null;
   /** The destination QEMU's NBD server socket. */
   nbdSocket: string;
   /** Starts a blockdev-mirror job per disk (job id `m-<name>`). */
@@ -61,7 +86,8 @@ export async function startRig(options: RigOptions): Promise<Rig> {
   const { dir } = options;
   await mkdir(dir, { recursive: true });
   const nbdSocket = join(dir, 'dest-nbd.sock');
-  const viaTunnel = options.tunnel ?? true;
+  const viaTunnel = !options.connect && (options.tunnel ?? true);
+  // With `connect`, clientSocket is replaced once the path is up: the path decides it.
   const disks: Disk[] = options.disks.map((spec) => ({
     ...spec,
     sourceImage: join(dir, `${spec.name}-src.img`),
@@ -93,6 +119,17 @@ export async function startRig(options: RigOptions): Promise<Rig> {
       });
       started.push(tunnel);
     }
+    let link: Link | null = null;
+    if (options.connect) {
+      link = await options.connect({
+        dir,
+        pki: options.pki ?? (await makePki(join(dir, 'pki'))),
+        destSocket: nbdSocket,
+        routes: disks.map((d) => d.name),
+      });
+      started.push(link);
+      for (const d of disks) d.clientSocket = link.clientSocket(d.name);
+    }
 
     const source = await startStorageDaemon(dir, 'source');
     started.push(source);
@@ -109,6 +146,7 @@ export async function startRig(options: RigOptions): Promise<Rig> {
       source,
       dest,
       tunnel,
+      link,
       nbdSocket,
       async startMirrors(copyMode = 'background') {
         for (const d of disks) {
