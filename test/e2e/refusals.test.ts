@@ -166,6 +166,24 @@ test('wrong token: HTTP 403, the token is never logged', async () => {
   }
 });
 
+test('malformed frames from an authenticated peer: that session is closed with the reason, others go on', async () => {
+  const [ca, cert, key] = await Promise.all([pki.caCert, pki.clientCert, pki.clientKey].map((p) => readFile(p)));
+  const ws = new WebSocket(`wss://localhost:${rig.tunnel!.port}`, ['nbd-tunnel.v1'], {
+    ca,
+    cert,
+    key,
+    headers: { authorization: `Bearer ${TOKEN}` },
+  });
+  await once(ws, 'open');
+  const closed = once(ws, 'close');
+  ws.send(Buffer.from([1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0])); // yamux version 1 does not exist
+  const [code] = (await closed) as [number];
+  assert.equal(code, 1002, 'closed as a protocol error');
+  const line = await rig.tunnel!.dest.waitForLog((l) => l.msg === 'session closed' && /protocol violation/.test(String(l.reason)));
+  assert.match(String(line.reason), /unsupported yamux version 1/);
+  assert.equal(line.level, 40);
+});
+
 test('after all refusals: nothing reached the counted socket, the mirror completed identical', async () => {
   await rig.waitReady();
   await rig.completeMirrors();
