@@ -1,6 +1,7 @@
 // Resolves a stream's route against the allowlist and connects to its UNIX socket.
-import { createConnection, type Socket } from 'node:net';
-import { ROUTE_NAME } from '../tunnel/index.js';
+import { createConnection, type IpcNetConnectOpts, type Socket } from 'node:net';
+import type { DuplexOptions } from 'node:stream';
+import { LOCAL_HIGH_WATER_MARK, ROUTE_NAME } from '../tunnel/index.js';
 
 export type Resolution = { ok: true; path: string } | { ok: false; code: string; message: string };
 
@@ -33,7 +34,14 @@ const ERRNO_HINTS: Readonly<Record<string, string>> = {
 /** Connects to a destination socket, failing with a message that names the path and errno. */
 export function connectRouteSocket(path: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = createConnection({ path, allowHalfOpen: true });
+    // net.Socket passes Duplex options on; @types/node's IpcNetConnectOpts just does not list them.
+    const options: IpcNetConnectOpts & DuplexOptions = {
+      path,
+      allowHalfOpen: true,
+      readableHighWaterMark: LOCAL_HIGH_WATER_MARK,
+      writableHighWaterMark: LOCAL_HIGH_WATER_MARK,
+    };
+    const socket = createConnection(options);
     // onError stays attached: after connect, a late error only re-rejects a settled promise,
     // and relay() reports it.
     socket.once('connect', () => resolve(socket));

@@ -2,10 +2,11 @@
 // is replaced; a live one, or a path that is not a socket, is refused.
 import { lstatSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { LOCAL_HIGH_WATER_MARK } from '../tunnel/index.js';
 
 /** Listens on a path that clearStaleSocket has freed. */
 export async function listenRoute(route: string, path: string, onConnection: (socket: Socket) => void): Promise<Server> {
-  const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, onConnection);
+  const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, highWaterMark: LOCAL_HIGH_WATER_MARK }, onConnection);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) =>
       reject(new Error(`--route ${route}=${path}: cannot listen: ${error.code ?? error.message}`)),

@@ -51,5 +51,7 @@ export const OPEN_MESSAGE_MAX = 4096; // open request / reply JSON, bytes
 export const OPEN_TIMEOUT_MS = 10_000;
 export const UPGRADE_TIMEOUT_MS = 10_000; // TLS handshake + WebSocket upgrade
 export const TRANSPORT_HIGH_WATER_MARK = 2 * 1024 * 1024; // queued bytes before streams pause
+/** Buffering of the local UNIX sockets and of streams: a whole 1 MiB NBD write fits, no pause per 64 KiB chunk. */
+export const LOCAL_HIGH_WATER_MARK = 1024 * 1024;
 /** A route name, the same on both sides; never used as a path. */
 export const ROUTE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;

@@ -1,5 +1,5 @@
 export { connectTunnel, type ClientOptions } from './client.js';
-export { DEFAULT_KEEPALIVE_INTERVAL_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, DEFAULT_MAX_STREAMS, DEFAULT_STREAM_WINDOW, INITIAL_STREAM_WINDOW, ROUTE_NAME, SUBPROTOCOL } from './const.js';
+export { LOCAL_HIGH_WATER_MARK, DEFAULT_KEEPALIVE_INTERVAL_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, DEFAULT_MAX_STREAMS, DEFAULT_STREAM_WINDOW, INITIAL_STREAM_WINDOW, ROUTE_NAME, SUBPROTOCOL } from './const.js';
 export { ProtocolError, StreamError } from './errors.js';
 export { encodeMessage, parseOpenReply, parseOpenRequest, readMessage, type OpenReply, type OpenRequest } from './open-request.js';
 export { TunnelServer, type Admission, type PeerInfo, type ServerOptions } from './server.js';

@@ -1,7 +1,7 @@
 // One yamux stream: a Duplex whose writes spend the peer's credit and whose reads
 // return credit to the peer only when the consumer has taken the bytes.
 import { Duplex } from 'node:stream';
-import { FLAG_ACK, FLAG_FIN, FLAG_RST, FLAG_SYN, INITIAL_STREAM_WINDOW, TYPE_WINDOW_UPDATE } from './const.js';
+import { FLAG_ACK, FLAG_FIN, FLAG_RST, FLAG_SYN, INITIAL_STREAM_WINDOW, LOCAL_HIGH_WATER_MARK, TYPE_WINDOW_UPDATE } from './const.js';
 import { ProtocolError, StreamError } from './errors.js';
 
 /** What a stream needs from its session; kept narrow so the two lifecycles stay apart. */
@@ -56,7 +56,7 @@ export class Stream extends Duplex {
     opening: boolean,
     window: number,
   ) {
-    super({ allowHalfOpen: true, readableHighWaterMark: 256 * 1024, writableHighWaterMark: 1024 * 1024 });
+    super({ allowHalfOpen: true, readableHighWaterMark: 256 * 1024, writableHighWaterMark: LOCAL_HIGH_WATER_MARK });
     this.recvCredit = window;
     this.creditThreshold = Math.max(1, Math.floor(window / 4));
     this.openFlags = opening ? FLAG_SYN : FLAG_ACK;
