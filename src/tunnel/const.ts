@@ -41,6 +41,7 @@ export const TYPE_NAMES: Readonly<Record<number, string>> = {
 // Defaults of this implementation, not of the spec.
 export const DEFAULT_STREAM_WINDOW = 16 * 1024 * 1024; // QEMU mirror: 16 x 1 MiB in flight per disk
 export const DEFAULT_MAX_FRAME_PAYLOAD = 1024 * 1024; // larger writes are split
+export const SMALL_FRAME_PAYLOAD = 16 * 1024; // up to this, header and payload travel as one message
 export const DEFAULT_KEEPALIVE_INTERVAL_MS = 5_000;
 export const DEFAULT_KEEPALIVE_TIMEOUT_MS = 10_000;
 export const DEFAULT_MAX_STREAMS = 256;

@@ -2,8 +2,9 @@
 import { HEADER_LENGTH, PROTO_VERSION, TYPE_DATA, TYPE_GO_AWAY, TYPE_NAMES } from './const.js';
 import { ProtocolError } from './errors.js';
 
-export function encodeHeader(type: number, flags: number, streamId: number, length: number): Buffer {
-  const header = Buffer.allocUnsafe(HEADER_LENGTH);
+/** `size` > 12 leaves room after the header for a payload the caller copies in. */
+export function encodeHeader(type: number, flags: number, streamId: number, length: number, size = HEADER_LENGTH): Buffer {
+  const header = Buffer.allocUnsafe(size);
   header[0] = PROTO_VERSION;
   header[1] = type;
   header.writeUInt16BE(flags, 2);

@@ -11,11 +11,13 @@ import {
   FLAG_RST,
   FLAG_SYN,
   GO_AWAY_INTERNAL_ERR,
+  HEADER_LENGTH,
   GO_AWAY_NORMAL,
   GO_AWAY_PROTO_ERR,
   INITIAL_STREAM_WINDOW,
   MAX_STREAM_ID,
   SESSION_STREAM_ID,
+  SMALL_FRAME_PAYLOAD,
   TYPE_DATA,
   TYPE_GO_AWAY,
   TYPE_PING,
@@ -140,6 +142,14 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
 
   sendData(flags: number, streamId: number, payload: Buffer): void {
     if (this.closedReason) return;
+    if (payload.length <= SMALL_FRAME_PAYLOAD) {
+      // One message for a small frame: copying a few KiB costs less than a second WebSocket
+      // message on both ends, and request/response latency is made of such small frames.
+      const frame = encodeHeader(TYPE_DATA, flags, streamId, payload.length, HEADER_LENGTH + payload.length);
+      payload.copy(frame, HEADER_LENGTH);
+      this.transport.send(frame);
+      return;
+    }
     this.transport.send(encodeHeader(TYPE_DATA, flags, streamId, payload.length));
     this.transport.send(payload);
   }
