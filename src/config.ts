@@ -31,6 +31,8 @@ export interface CommonConfig {
   token: string | undefined;
   logLevel: LogLevel;
   session: Omit<SessionOptions, 'client'>;
+  /** Follow NBD in each stream for logs (export, progress, errors); off: a blind pipe. */
+  inspect: boolean;
 }
 
 export interface DestConfig extends CommonConfig {
@@ -59,6 +61,7 @@ export interface CommonFlags {
   maxStreams: string;
   keepaliveInterval: string;
   keepaliveTimeout: string;
+  inspect: boolean;
 }
 
 export interface DestFlags extends CommonFlags {
@@ -118,6 +121,7 @@ function commonConfig(flags: CommonFlags): CommonConfig {
     tls: { ca: readPem('--ca', flags.ca), cert: readPem('--cert', flags.cert), key: readPem('--key', flags.key) },
     token: flags.tokenFile === undefined ? undefined : readToken(flags.tokenFile),
     logLevel: flags.logLevel,
+    inspect: flags.inspect,
     session: {
       streamWindow,
       maxStreams: parsePositiveInt('--max-streams', flags.maxStreams),

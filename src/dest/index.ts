@@ -28,7 +28,7 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
     sessionLog.info('session opened');
     session.on('stream', (stream) => {
       const streamLog = sessionLog.child({ stream: stream.id });
-      handleStream(stream, config.routes, streamLog).catch((error: Error) => {
+      handleStream(stream, config.routes, streamLog, config.inspect).catch((error: Error) => {
         streamLog.error({ reason: error.message }, 'stream failed: internal error');
         stream.destroy();
       });

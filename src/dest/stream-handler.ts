@@ -1,9 +1,15 @@
 // One incoming stream: open request → route → connect → reply → pipe, with one log line at each end.
 import type { Logger } from '../log.js';
+import { observeNbd } from '../nbd/index.js';
 import { encodeMessage, parseOpenRequest, readMessage, relay, StreamError, type Stream } from '../tunnel/index.js';
 import { ConnectError, connectRouteSocket, resolveRoute } from './route-socket.js';
 
-export async function handleStream(stream: Stream, routes: ReadonlyMap<string, string>, log: Logger): Promise<void> {
+export async function handleStream(
+  stream: Stream,
+  routes: ReadonlyMap<string, string>,
+  log: Logger,
+  inspect: boolean,
+): Promise<void> {
   const started = Date.now();
   stream.on('error', () => {}); // a reset at any step is reported by that step or by relay()
   let route: string;
@@ -34,7 +40,7 @@ export async function handleStream(stream: Stream, routes: ReadonlyMap<string, s
   }
   stream.write(encodeMessage({ ok: true }));
   streamLog.info('stream opened');
-  await relay(stream, socket, 'dest', streamLog, started);
+  await relay(stream, socket, 'dest', streamLog, started, inspect ? observeNbd(streamLog) : undefined);
 }
 
 function refuse(stream: Stream, log: Logger, code: string, message: string): void {

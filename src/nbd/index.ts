@@ -11,3 +11,4 @@ export {
   type NbdStreamStats,
 } from './inspector.js';
 export { COVERAGE_MAX_UNITS, COVERAGE_MIN_GRANULARITY } from './coverage.js';
+export { observeNbd, PROGRESS_INTERVAL_MS, type NbdObserver } from './observe.js';

@@ -1,10 +1,11 @@
 // One QEMU connection: open a stream for its route, wait for the destination's answer, then pipe.
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
+import { observeNbd } from '../nbd/index.js';
 import { encodeMessage, parseOpenReply, readMessage, relay, type Stream } from '../tunnel/index.js';
 import type { Connector } from './connector.js';
 
-export async function handleConnection(socket: Socket, route: string, connector: Connector, log: Logger): Promise<void> {
+export async function handleConnection(socket: Socket, route: string, connector: Connector, log: Logger, inspect: boolean): Promise<void> {
   const started = Date.now();
   socket.on('error', () => {}); // reported through splice or the refusal below
   let stream: Stream;
@@ -34,5 +35,5 @@ export async function handleConnection(socket: Socket, route: string, connector:
     return;
   }
   streamLog.info('stream opened');
-  await relay(stream, socket, 'source', streamLog, started);
+  await relay(stream, socket, 'source', streamLog, started, inspect ? observeNbd(streamLog) : undefined);
 }

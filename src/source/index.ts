@@ -88,7 +88,7 @@ function startTunnel(config: SourceConfig, log: Logger): { dispatch: Dispatch; s
   connector.start();
   return {
     dispatch: (socket, route) =>
-      void handleConnection(socket, route, connector, log).catch((error: Error) => {
+      void handleConnection(socket, route, connector, log, config.inspect).catch((error: Error) => {
         log.error({ route, reason: error.message }, 'stream failed: internal error');
         socket.destroy();
       }),

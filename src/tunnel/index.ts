@@ -4,7 +4,7 @@ export { ProtocolError, StreamError } from './errors.js';
 export { encodeMessage, parseOpenReply, parseOpenRequest, readMessage, type OpenReply, type OpenRequest } from './open-request.js';
 export { TunnelServer, type Admission, type PeerInfo, type ServerOptions } from './server.js';
 export { Session, type SessionOptions } from './session.js';
-export { relay } from './relay.js';
+export { relay, type Tap } from './relay.js';
 export { Stream } from './stream.js';
 export { explainClientCertError } from './tls-errors.js';
 export type { Transport, TransportHandlers } from './transport.js';

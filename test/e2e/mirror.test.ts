@@ -38,6 +38,18 @@ test('one 256 MiB disk with data and zero regions: READY, cancel, COMPLETED, ide
     const closed = await rig.tunnel!.dest.waitForLog((l) => l.msg === 'stream closed' && l.route === 'vm1-vda');
     assert.equal(closed.reason, undefined, `stream closed with an error: ${String(closed.reason)}`);
     assert.ok(Number(closed.bytesToDest) >= 256 * MiB * 0.3, `only ${String(closed.bytesToDest)} bytes carried`);
+    // Both proxies followed the NBD conversation: the export QEMU opened, its exact size, full coverage.
+    for (const proxy of [rig.tunnel!.source, rig.tunnel!.dest]) {
+      const opened = await proxy.waitForLog((l) => l.msg === 'nbd export opened');
+      assert.equal(opened.export, 'vm1-vda');
+      assert.equal(opened.size, 256 * MiB);
+      const summary = await proxy.waitForLog((l) => l.msg === 'stream closed' && l.route === 'vm1-vda');
+      const requests = summary.requests as Record<string, number>;
+      assert.ok(requests.WRITE > 0 && requests.WRITE_ZEROES > 0, `requests: ${JSON.stringify(requests)}`);
+      assert.equal(requests.DISC, 1);
+      assert.equal(summary.nbdErrors, 0);
+      assert.equal(summary.coveredPct, 100);
+    }
   } finally {
     await rig.stop();
   }

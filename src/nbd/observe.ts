@@ -1,0 +1,67 @@
+// What an operator sees of one NBD stream: a line when it negotiates (export, size), a progress
+// line at most every PROGRESS_INTERVAL_MS, each NBD error at warn, and the summary for the
+// stream's closing line. A stream that is not NBD (a RAM migration route) says so once at debug.
+import type { Logger } from 'pino';
+import { NbdInspector } from './inspector.js';
+
+export const PROGRESS_INTERVAL_MS = 10_000;
+
+export interface NbdObserver {
+  toDest(chunk: Buffer): void;
+  toSource(chunk: Buffer): void;
+  /** Fields for the stream's closing line; stops the progress timer. */
+  finish(): Record<string, unknown>;
+}
+
+export function observeNbd(log: Logger): NbdObserver {
+  let negotiated = false;
+  const inspector = new NbdInspector({
+    listener: {
+      negotiated(info) {
+        negotiated = true;
+        log.info({ export: info.exportName, size: info.exportSize, structuredReplies: info.structuredReplies }, 'nbd export opened');
+      },
+      error(e) {
+        log.warn({ type: e.type, offset: e.offset, length: e.length, errno: e.errno, message: e.message }, 'nbd error reply');
+      },
+      optionError(e) {
+        log.debug({ option: e.option, reply: e.reply, message: e.message }, 'nbd option refused');
+      },
+      stopped(reason, notNbd) {
+        if (notNbd) log.debug({ reason }, 'not an NBD stream; carried without inspection');
+        else log.info({ reason }, 'nbd inspection stopped; bytes still pass');
+      },
+    },
+  });
+  const timer = setInterval(() => {
+    if (!negotiated || !inspector.inspecting) return;
+    const s = inspector.snapshot();
+    log.info(
+      {
+        export: s.exportName,
+        coveredPct: s.coverage ? Math.round(s.coverage.ratio * 1000) / 10 : null,
+        writeMBps: Math.round(s.writeBytesPerSecond / 1e5) / 10,
+        bytesToDest: s.bytesToDest,
+      },
+      'nbd progress',
+    );
+  }, PROGRESS_INTERVAL_MS);
+  timer.unref();
+  return {
+    toDest: (chunk) => inspector.toDest(chunk),
+    toSource: (chunk) => inspector.toSource(chunk),
+    finish() {
+      clearInterval(timer);
+      if (!negotiated) return {};
+      const s = inspector.snapshot();
+      const requests = Object.fromEntries(Object.entries(s.requests).filter(([, r]) => r.count > 0).map(([type, r]) => [type, r.count]));
+      return {
+        export: s.exportName,
+        size: s.exportSize,
+        requests,
+        nbdErrors: s.errors.total,
+        coveredPct: s.coverage ? Math.round(s.coverage.ratio * 1000) / 10 : null,
+      };
+    },
+  };
+}
