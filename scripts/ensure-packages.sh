@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# usage: ensure-packages.sh WHO CHECK=PACKAGE...
+# Installs the Debian PACKAGE of every CHECK that fails (CHECK: a command name, or an absolute
+# path that must be executable), with apt-get when run as root; otherwise names the packages.
+# Service starts are forbidden during the install (openssh-server would start a system sshd).
+set -euo pipefail
+who=$1
+shift
+missing=()
+for pair in "$@"; do
+  check=${pair%%=*}
+  if [ "${check#/}" != "$check" ]; then [ -x "$check" ] || missing+=("${pair#*=}")
+  else command -v "$check" >/dev/null 2>&1 || missing+=("${pair#*=}"); fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "$who: missing tools; install the Debian packages: $pkgs" >&2
+  exit 1
+fi
+echo "$who: installing $pkgs" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >&2
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $pkgs >&2
