@@ -33,6 +33,8 @@ export interface CommonConfig {
   session: Omit<SessionOptions, 'client'>;
   /** Follow NBD in each stream for logs (export, progress, errors); off: a blind pipe. */
   inspect: boolean;
+  /** --metrics: where to serve /metrics and /status. */
+  metrics: { host: string; port: number } | undefined;
 }
 
 export interface DestConfig extends CommonConfig {
@@ -62,6 +64,7 @@ export interface CommonFlags {
   keepaliveInterval: string;
   keepaliveTimeout: string;
   inspect: boolean;
+  metrics?: string;
 }
 
 export interface DestFlags extends CommonFlags {
@@ -89,7 +92,8 @@ const UNIX_PATH_MAX = 107; // sun_path is 108 bytes with the terminating NUL
 
 export function destConfig(flags: DestFlags): DestConfig {
   const { host, port } = parseListen(flags.listen);
-  return { ...commonConfig(flags), host, port, workers: parseProcesses('--workers', flags.workers) };
+  const workers = parseProcesses('--workers', flags.workers);
+  return { ...commonConfig(flags, workers, '--workers'), host, port, workers };
 }
 
 export function sourceConfig(flags: SourceFlags): SourceConfig {
@@ -101,15 +105,14 @@ export function sourceConfig(flags: SourceFlags): SourceConfig {
   }
   if (url.protocol !== 'wss:') throw new ConfigError(`--connect '${flags.connect}': the scheme must be wss://`);
   if (!url.port) throw new ConfigError(`--connect '${flags.connect}': give the port, as in wss://HOST:PORT`);
-  return {
-    ...commonConfig(flags),
-    url: url.toString(),
-    servername: flags.servername,
-    connections: parseProcesses('--connections', flags.connections),
-  };
+  const connections = parseProcesses('--connections', flags.connections);
+  return { ...commonConfig(flags, connections, '--connections'), url: url.toString(), servername: flags.servername, connections };
 }
 
-function commonConfig(flags: CommonFlags): CommonConfig {
+function commonConfig(flags: CommonFlags, processes: number, processFlag: string): CommonConfig {
+  if (flags.metrics !== undefined && processes > 1) {
+    throw new ConfigError(`--metrics: not available with ${processFlag} above 1 yet (each process would need its own port)`);
+  }
   const keepaliveIntervalMs = parseSeconds('--keepalive-interval', flags.keepaliveInterval);
   const keepaliveTimeoutMs = parseSeconds('--keepalive-timeout', flags.keepaliveTimeout);
   const streamWindow = parseSize('--stream-window', flags.streamWindow);
@@ -122,6 +125,7 @@ function commonConfig(flags: CommonFlags): CommonConfig {
     token: flags.tokenFile === undefined ? undefined : readToken(flags.tokenFile),
     logLevel: flags.logLevel,
     inspect: flags.inspect,
+    metrics: flags.metrics === undefined ? undefined : parseListen(flags.metrics, '--metrics'),
     session: {
       streamWindow,
       maxStreams: parsePositiveInt('--max-streams', flags.maxStreams),
@@ -153,11 +157,11 @@ export function parseRoutes(values: string[]): Map<string, string> {
   return routes;
 }
 
-export function parseListen(value: string): { host: string; port: number } {
+export function parseListen(value: string, flag = '--listen'): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(value);
-  if (!match) throw new ConfigError(`--listen '${value}': expected HOST:PORT (IPv6 as [ADDR]:PORT)`);
+  if (!match) throw new ConfigError(`${flag} '${value}': expected HOST:PORT (IPv6 as [ADDR]:PORT)`);
   const port = Number(match[3]);
-  if (port > 65535) throw new ConfigError(`--listen '${value}': port must be 0-65535 (0: any free port, logged)`);
+  if (port > 65535) throw new ConfigError(`${flag} '${value}': port must be 0-65535 (0: any free port, logged)`);
   return { host: match[1] ?? match[2], port };
 }
 

@@ -1,6 +1,7 @@
 // The destination proxy: one TLS WebSocket port, many sessions, each stream to its route's socket.
 import type { DestConfig } from '../config.js';
 import type { Logger } from '../log.js';
+import { Registry, startMetrics } from '../metrics/index.js';
 import { ProtocolError, TunnelServer, type Session } from '../tunnel/index.js';
 import { createAdmission } from './admission.js';
 import { handleStream } from './stream-handler.js';
@@ -20,21 +21,27 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
     session: config.session,
   });
   const sessions = new Set<Session>();
+  const registry = new Registry();
+  const observation = { registry, inspect: config.inspect };
   let sessionSeq = 0;
   server.on('refused', (peer, status, reason) => log.warn({ peer: peer.address, status, reason }, 'connection refused'));
   server.on('session', (session, peer) => {
-    const sessionLog = log.child({ session: ++sessionSeq, peer: peer.address, client: peer.identity });
+    const info = { id: ++sessionSeq, peer: peer.address, client: peer.identity, rttMs: null as number | null };
+    const sessionLog = log.child({ session: info.id, peer: peer.address, client: peer.identity });
     sessions.add(session);
+    registry.sessions.set(info.id, info);
+    session.on('rtt', (ms) => (info.rttMs = ms));
     sessionLog.info('session opened');
     session.on('stream', (stream) => {
       const streamLog = sessionLog.child({ stream: stream.id });
-      handleStream(stream, config.routes, streamLog, config.inspect).catch((error: Error) => {
+      handleStream(stream, config.routes, info.id, observation, streamLog).catch((error: Error) => {
         streamLog.error({ reason: error.message }, 'stream failed: internal error');
         stream.destroy();
       });
     });
     session.on('close', (reason) => {
       sessions.delete(session);
+      registry.sessions.delete(info.id);
       // A peer that broke the protocol is worth a warning; the rest are ordinary ends.
       sessionLog[reason instanceof ProtocolError ? 'warn' : 'info']({ reason: reason.message }, 'session closed');
     });
@@ -42,9 +49,14 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
   const address = await server.listen().catch((error: NodeJS.ErrnoException) => {
     throw new Error(`--listen ${config.host}:${config.port}: cannot listen: ${error.code ?? error.message}`);
   });
+  const metrics = await startMetrics(config.metrics, registry, 'dest').catch(async (error: Error) => {
+    await server.close();
+    throw error;
+  });
   return {
-    readyFields: { host: address.address, port: address.port, routes: Object.fromEntries(config.routes) },
+    readyFields: { host: address.address, port: address.port, routes: Object.fromEntries(config.routes), ...metrics.fields },
     async close() {
+      await metrics.close();
       const closing = server.close();
       for (const session of sessions) session.close(new Error('destination shutting down'));
       await closing;

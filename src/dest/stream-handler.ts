@@ -1,27 +1,32 @@
 // One incoming stream: open request → route → connect → reply → pipe, with one log line at each end.
 import type { Logger } from '../log.js';
-import { observeNbd } from '../nbd/index.js';
-import { encodeMessage, parseOpenRequest, readMessage, relay, StreamError, type Stream } from '../tunnel/index.js';
+import { observedRelay, type Observation } from '../metrics/index.js';
+import { encodeMessage, parseOpenRequest, readMessage, StreamError, type Stream } from '../tunnel/index.js';
 import { ConnectError, connectRouteSocket, resolveRoute } from './route-socket.js';
 
 export async function handleStream(
   stream: Stream,
   routes: ReadonlyMap<string, string>,
+  session: number,
+  observation: Observation,
   log: Logger,
-  inspect: boolean,
 ): Promise<void> {
+  const refuse = (streamLog: Logger, code: string, message: string): void => {
+    observation.registry.refused(code);
+    refuseStream(stream, streamLog, code, message);
+  };
   const started = Date.now();
   stream.on('error', () => {}); // a reset at any step is reported by that step or by relay()
   let route: string;
   try {
     route = parseOpenRequest(await readMessage(stream)).route;
   } catch (error) {
-    refuse(stream, log, 'bad-open-request', (error as Error).message);
+    refuse(log, 'bad-open-request', (error as Error).message);
     return;
   }
   const resolution = resolveRoute(routes, route);
   if (!resolution.ok) {
-    refuse(stream, log.child({ route }), resolution.code, resolution.message);
+    refuse(log.child({ route }), resolution.code, resolution.message);
     return;
   }
   const streamLog = log.child({ route, socket: resolution.path });
@@ -30,7 +35,7 @@ export async function handleStream(
     socket = await connectRouteSocket(resolution.path);
   } catch (error) {
     const code = error instanceof ConnectError ? 'connect-failed' : 'internal';
-    refuse(stream, streamLog, code, (error as Error).message);
+    refuse(streamLog, code, (error as Error).message);
     return;
   }
   if (stream.destroyed) {
@@ -40,10 +45,10 @@ export async function handleStream(
   }
   stream.write(encodeMessage({ ok: true }));
   streamLog.info('stream opened');
-  await relay(stream, socket, 'dest', streamLog, started, inspect ? observeNbd(streamLog) : undefined);
+  await observedRelay(stream, socket, 'dest', { route, session }, observation, streamLog, started);
 }
 
-function refuse(stream: Stream, log: Logger, code: string, message: string): void {
+function refuseStream(stream: Stream, log: Logger, code: string, message: string): void {
   log.warn({ code, reason: message }, 'stream refused');
   if (stream.destroyed) return;
   stream.end(encodeMessage({ ok: false, code, message }));

@@ -2,13 +2,15 @@
 // line at most every PROGRESS_INTERVAL_MS, each NBD error at warn, and the summary for the
 // stream's closing line. A stream that is not NBD (a RAM migration route) says so once at debug.
 import type { Logger } from 'pino';
-import { NbdInspector } from './inspector.js';
+import { NbdInspector, type NbdStreamStats } from './inspector.js';
 
 export const PROGRESS_INTERVAL_MS = 10_000;
 
 export interface NbdObserver {
   toDest(chunk: Buffer): void;
   toSource(chunk: Buffer): void;
+  /** The inspector's view so far (allocates: for scrapes and status, not per chunk). */
+  snapshot(): NbdStreamStats;
   /** Fields for the stream's closing line; stops the progress timer. */
   finish(): Record<string, unknown>;
 }
@@ -50,6 +52,7 @@ export function observeNbd(log: Logger): NbdObserver {
   return {
     toDest: (chunk) => inspector.toDest(chunk),
     toSource: (chunk) => inspector.toSource(chunk),
+    snapshot: () => inspector.snapshot(),
     finish() {
       clearInterval(timer);
       if (!negotiated) return {};

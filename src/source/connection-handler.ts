@@ -1,18 +1,26 @@
 // One QEMU connection: open a stream for its route, wait for the destination's answer, then pipe.
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
-import { observeNbd } from '../nbd/index.js';
-import { encodeMessage, parseOpenReply, readMessage, relay, type Stream } from '../tunnel/index.js';
+import { observedRelay, type Observation } from '../metrics/index.js';
+import { encodeMessage, parseOpenReply, readMessage, type Stream } from '../tunnel/index.js';
 import type { Connector } from './connector.js';
 
-export async function handleConnection(socket: Socket, route: string, connector: Connector, log: Logger, inspect: boolean): Promise<void> {
+export async function handleConnection(
+  socket: Socket,
+  route: string,
+  connector: Connector,
+  observation: Observation,
+  log: Logger,
+): Promise<void> {
   const started = Date.now();
   socket.on('error', () => {}); // reported through splice or the refusal below
   let stream: Stream;
+  let session: number;
   try {
-    const session = await connector.acquire();
-    stream = session.open();
+    stream = (await connector.acquire()).open();
+    session = connector.sessionNumber;
   } catch (error) {
+    observation.registry.refused('no-tunnel');
     log.error({ route, reason: (error as Error).message }, 'stream refused: no tunnel to the destination');
     socket.destroy();
     return;
@@ -23,6 +31,7 @@ export async function handleConnection(socket: Socket, route: string, connector:
   try {
     const reply = parseOpenReply(await readMessage(stream));
     if (!reply.ok) {
+      observation.registry.refused(reply.code);
       streamLog.error({ code: reply.code, reason: reply.message }, 'stream refused by the destination');
       stream.destroy();
       socket.destroy();
@@ -35,5 +44,5 @@ export async function handleConnection(socket: Socket, route: string, connector:
     return;
   }
   streamLog.info('stream opened');
-  await relay(stream, socket, 'source', streamLog, started, inspect ? observeNbd(streamLog) : undefined);
+  await observedRelay(stream, socket, 'source', { route, session }, observation, streamLog, started);
 }

@@ -1,5 +1,6 @@
 // Keeps one session to the destination: connects, and after a loss reconnects with backoff.
 import type { Logger } from '../log.js';
+import type { Registry } from '../metrics/index.js';
 import { connectTunnel, type ClientOptions, type Session } from '../tunnel/index.js';
 
 const FIRST_RETRY_MS = 250;
@@ -11,10 +12,13 @@ export class Connector {
   private failures = 0;
   private retryTimer: NodeJS.Timeout | null = null;
   private stopped = false;
+  /** Counts sessions made, so each gets a number for logs and /status. */
+  sessionNumber = 0;
 
   constructor(
     private readonly options: ClientOptions,
     private readonly log: Logger,
+    private readonly registry: Registry,
   ) {}
 
   start(): void {
@@ -42,8 +46,14 @@ export class Connector {
       const session = await connectTunnel(this.options);
       this.failures = 0;
       this.session = session;
-      this.log.info({ url: this.options.url }, 'connected');
-      session.on('close', (reason) => this.onSessionClosed(session, reason));
+      const info = { id: ++this.sessionNumber, peer: this.options.url, rttMs: null as number | null };
+      this.registry.sessions.set(info.id, info);
+      this.log.info({ url: this.options.url, session: info.id }, 'connected');
+      session.on('rtt', (ms) => (info.rttMs = ms));
+      session.on('close', (reason) => {
+        this.registry.sessions.delete(info.id);
+        this.onSessionClosed(session, reason);
+      });
       return session;
     } catch (error) {
       this.failures++;

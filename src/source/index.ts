@@ -4,6 +4,7 @@
 import type { Server, Socket } from 'node:net';
 import type { SourceConfig } from '../config.js';
 import type { Logger } from '../log.js';
+import { Registry, startMetrics } from '../metrics/index.js';
 import { handleConnection } from './connection-handler.js';
 import { Connector } from './connector.js';
 import { clearStaleSocket, closeRoute, listenRoute, removeRouteSocket } from './route-listener.js';
@@ -30,9 +31,14 @@ export async function runSource(config: SourceConfig, log: Logger): Promise<Runn
   const tunnel = startTunnel(config, log);
   try {
     const listening = await listenAll(config, tunnel.dispatch);
+    const metrics = await startMetrics(config.metrics, tunnel.registry, 'source').catch(async (error: Error) => {
+      await listening.close();
+      throw error;
+    });
     return {
-      readyFields: readyFields(config),
+      readyFields: { ...readyFields(config), ...metrics.fields },
       async close() {
+        await metrics.close();
         tunnel.stop();
         await listening.close();
       },
@@ -80,15 +86,19 @@ export async function runSourcePrimary(
   return { readyFields: readyFields(config), close: () => listening.close() };
 }
 
-function startTunnel(config: SourceConfig, log: Logger): { dispatch: Dispatch; stop(): void } {
+function startTunnel(config: SourceConfig, log: Logger): { dispatch: Dispatch; registry: Registry; stop(): void } {
+  const registry = new Registry();
+  const observation = { registry, inspect: config.inspect };
   const connector = new Connector(
     { url: config.url, ...config.tls, servername: config.servername, token: config.token, session: config.session },
     log,
+    registry,
   );
   connector.start();
   return {
+    registry,
     dispatch: (socket, route) =>
-      void handleConnection(socket, route, connector, log, config.inspect).catch((error: Error) => {
+      void handleConnection(socket, route, connector, observation, log).catch((error: Error) => {
         log.error({ route, reason: error.message }, 'stream failed: internal error');
         socket.destroy();
       }),

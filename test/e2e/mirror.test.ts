@@ -70,6 +70,43 @@ test('four disks mirrored at once through the one tunnel', async () => {
   }
 });
 
+test('--metrics: /status and /metrics during a real mirror show the exports, sizes and full coverage at READY', async (t) => {
+  const disks = [0, 1].map((i) => ({ name: `vm6-disk${i}`, size: (32 + 16 * i) * MiB, seed: 30 + i }));
+  const metricsArgs = ['--metrics', '127.0.0.1:0'];
+  const rig = await startRig({ dir: await caseDir('metrics'), pki, disks, destArgs: metricsArgs, sourceArgs: metricsArgs });
+  try {
+    await rig.startMirrors();
+    await rig.waitReady();
+    for (const proxy of [rig.tunnel!.dest, rig.tunnel!.source]) {
+      const ready = await proxy.waitForLog((l) => l.msg === 'listening' || l.msg === 'ready');
+      const base = `http://${String(ready.metrics)}`;
+      const status = (await (await fetch(`${base}/status`)).json()) as {
+        role: string;
+        sessions: Array<{ streams: Array<{ route: string; export: string; size: number; coveredRatio: number; bytesToDest: number }> }>;
+      };
+      assert.equal(status.sessions.length, 1);
+      const streams = status.sessions[0].streams.sort((a, b) => a.route.localeCompare(b.route));
+      assert.deepEqual(
+        streams.map((s) => [s.route, s.export, s.size, s.coveredRatio]),
+        disks.map((d) => [d.name, d.name, d.size, 1]),
+        `${status.role} /status: ${JSON.stringify(status)}`,
+      );
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      if (status.role === 'dest') t.diagnostic(metrics.split('\n').filter((l) => l.startsWith('nbd_tunnel_') && l.includes('disk0')).join('\n'));
+      assert.match(metrics, /^nbd_tunnel_sessions_active 1$/m);
+      assert.match(metrics, /^nbd_tunnel_streams_active\{route="vm6-disk0"\} 1$/m);
+      assert.match(metrics, /^nbd_tunnel_export_covered_ratio\{route="vm6-disk1",export="vm6-disk1"\} 1$/m);
+      assert.match(metrics, /^nbd_tunnel_nbd_requests_total\{route="vm6-disk0",export="vm6-disk0",type="WRITE"\} [1-9]/m);
+      const toDest = Number(/^nbd_tunnel_bytes_total\{route="vm6-disk0",direction="to_dest"\} (\d+)/m.exec(metrics)?.[1]);
+      assert.ok(toDest > 0, 'bytes to the destination counted');
+    }
+    await rig.completeMirrors();
+    assertIdentical(await rig.verify());
+  } finally {
+    await rig.stop();
+  }
+});
+
 test('--connections 2 / --workers 2: four disks spread over two tunnel connections and processes', async () => {
   const disks = [0, 1, 2, 3].map((i) => ({ name: `vm5-disk${i}`, size: 32 * MiB, seed: 20 + i }));
   const rig = await startRig({ dir: await caseDir('spread'), pki, disks, destArgs: ['--workers', '2'], sourceArgs: ['--connections', '2'] });

@@ -1,0 +1,124 @@
+// The Prometheus view of a Registry: every value computed at scrape time from live streams plus
+// the totals of closed ones.
+import { Counter, Gauge, Registry as PromRegistry, type LabelValues } from 'prom-client';
+import { directionBytes, type Registry } from './registry.js';
+
+type Labels = LabelValues<string>;
+
+/** Sums `entries` into a label-keyed map, starting from closed-stream totals. */
+function sum(base: Map<string, number>, entries: Array<[string[], number]>): Map<string, number> {
+  const out = new Map(base);
+  for (const [key, n] of entries) {
+    const k = key.join('\0');
+    out.set(k, (out.get(k) ?? 0) + n);
+  }
+  return out;
+}
+
+function setAll(metric: Counter | Gauge, names: string[], values: Map<string, number>): void {
+  metric.reset();
+  for (const [key, value] of values) {
+    const parts = key.split('\0');
+    const labels: Labels = Object.fromEntries(names.map((n, i) => [n, parts[i]]));
+    if (metric instanceof Counter) metric.inc(labels, value);
+    else metric.set(labels, value);
+  }
+}
+
+export function prometheusRegistry(registry: Registry): PromRegistry {
+  const prom = new PromRegistry();
+  new Gauge({
+    name: 'nbd_tunnel_sessions_active',
+    help: 'Tunnel sessions open now',
+    registers: [prom],
+    collect() {
+      this.set(registry.sessions.size);
+    },
+  });
+  new Gauge({
+    name: 'nbd_tunnel_streams_active',
+    help: 'Streams open now, by route',
+    labelNames: ['route'],
+    registers: [prom],
+    collect() {
+      setAll(this, ['route'], sum(new Map(), [...registry.streams].map((s) => [[s.route], 1])));
+    },
+  });
+  new Counter({
+    name: 'nbd_tunnel_bytes_total',
+    help: 'Bytes carried, by route and direction (to_dest, to_source)',
+    labelNames: ['route', 'direction'],
+    registers: [prom],
+    collect() {
+      const live: Array<[string[], number]> = [];
+      for (const s of registry.streams) {
+        const [toDest, toSource] = directionBytes(s);
+        live.push([[s.route, 'to_dest'], toDest], [[s.route, 'to_source'], toSource]);
+      }
+      setAll(this, ['route', 'direction'], sum(registry.closedBytes.values, live));
+    },
+  });
+  new Counter({
+    name: 'nbd_tunnel_nbd_requests_total',
+    help: 'NBD requests seen, by route, export and type',
+    labelNames: ['route', 'export', 'type'],
+    registers: [prom],
+    collect() {
+      const live: Array<[string[], number]> = [];
+      for (const s of registry.streams) {
+        const stats = s.observer?.snapshot();
+        if (stats?.exportName == null) continue;
+        for (const [type, r] of Object.entries(stats.requests)) live.push([[s.route, stats.exportName, type], r.count]);
+      }
+      setAll(this, ['route', 'export', 'type'], sum(registry.closedRequests.values, live.filter(([, n]) => n > 0)));
+    },
+  });
+  new Counter({
+    name: 'nbd_tunnel_nbd_errors_total',
+    help: 'NBD error replies, by route and export',
+    labelNames: ['route', 'export'],
+    registers: [prom],
+    collect() {
+      const live: Array<[string[], number]> = [];
+      for (const s of registry.streams) {
+        const stats = s.observer?.snapshot();
+        if (stats?.exportName != null) live.push([[s.route, stats.exportName], stats.errors.total]);
+      }
+      setAll(this, ['route', 'export'], sum(registry.closedErrors.values, live));
+    },
+  });
+  new Gauge({
+    name: 'nbd_tunnel_export_covered_ratio',
+    help: 'Share of the export written at least once through an open stream, by route and export',
+    labelNames: ['route', 'export'],
+    registers: [prom],
+    collect() {
+      const values = new Map<string, number>();
+      for (const s of registry.streams) {
+        const stats = s.observer?.snapshot();
+        if (stats?.exportName != null && stats.coverage) values.set([s.route, stats.exportName].join('\0'), stats.coverage.ratio);
+      }
+      setAll(this, ['route', 'export'], values);
+    },
+  });
+  new Gauge({
+    name: 'nbd_tunnel_session_rtt_seconds',
+    help: 'Round-trip time of the latest keepalive ping (the largest over open sessions)',
+    registers: [prom],
+    collect() {
+      const rtts = [...registry.sessions.values()].map((s) => s.rttMs).filter((r): r is number => r !== null);
+      if (rtts.length > 0) this.set(Math.max(...rtts) / 1000);
+      else this.reset();
+    },
+  });
+  new Counter({
+    name: 'nbd_tunnel_stream_refusals_total',
+    help: 'Streams refused, by reason code',
+    labelNames: ['reason'],
+    registers: [prom],
+    collect() {
+      setAll(this, ['reason'], registry.refusals.values);
+    },
+  });
+  return prom;
+}

@@ -1,0 +1,107 @@
+// What this process carries right now and has carried: sessions, streams, bytes, NBD requests.
+// The data path only registers and unregisters; every figure is read at scrape time, so the
+// hot path pays nothing for metrics.
+import type { NbdObserver, NbdStreamStats } from '../nbd/index.js';
+import type { Stream } from '../tunnel/index.js';
+
+export interface TrackedStream {
+  route: string;
+  session: number;
+  stream: Stream;
+  /** Which way the stream's sent bytes go (see relay()). */
+  side: 'source' | 'dest';
+  observer: NbdObserver | undefined;
+  startedAt: number;
+}
+
+export interface StreamStatus {
+  session: number;
+  stream: number;
+  route: string;
+  export: string | null;
+  size: number | null;
+  coveredRatio: number | null;
+  bytesToDest: number;
+  bytesToSource: number;
+  /** NBD write throughput over the last seconds, MB/s. */
+  mbps: number;
+  inspection: string;
+  durationMs: number;
+}
+
+export interface SessionInfo {
+  id: number;
+  peer: string;
+  client?: string;
+  rttMs: number | null;
+}
+
+/** Totals that outlive streams, keyed by label values joined with NUL. */
+class Totals {
+  readonly values = new Map<string, number>();
+  add(key: string[], n: number): void {
+    if (n === 0) return;
+    const k = key.join('\0');
+    this.values.set(k, (this.values.get(k) ?? 0) + n);
+  }
+}
+
+export class Registry {
+  readonly sessions = new Map<number, SessionInfo>();
+  readonly streams = new Set<TrackedStream>();
+  readonly closedBytes = new Totals(); // route, direction
+  readonly closedRequests = new Totals(); // route, export, type
+  readonly closedErrors = new Totals(); // route, export
+  readonly refusals = new Totals(); // reason
+
+  track(entry: TrackedStream): () => void {
+    this.streams.add(entry);
+    return () => {
+      this.streams.delete(entry);
+      const [toDest, toSource] = directionBytes(entry);
+      this.closedBytes.add([entry.route, 'to_dest'], toDest);
+      this.closedBytes.add([entry.route, 'to_source'], toSource);
+      const stats = entry.observer?.snapshot();
+      if (stats?.exportName == null) return;
+      for (const [type, r] of Object.entries(stats.requests)) this.closedRequests.add([entry.route, stats.exportName, type], r.count);
+      this.closedErrors.add([entry.route, stats.exportName], stats.errors.total);
+    };
+  }
+
+  refused(reason: string): void {
+    this.refusals.add([reason], 1);
+  }
+
+  status(): { sessions: Array<SessionInfo & { streams: StreamStatus[] }> } {
+    const bySession = new Map<number, StreamStatus[]>();
+    for (const entry of this.streams) {
+      const list = bySession.get(entry.session) ?? [];
+      list.push(streamStatus(entry));
+      bySession.set(entry.session, list);
+    }
+    return { sessions: [...this.sessions.values()].map((s) => ({ ...s, streams: bySession.get(s.id) ?? [] })) };
+  }
+}
+
+export function directionBytes(entry: TrackedStream): [toDest: number, toSource: number] {
+  const { stream } = entry;
+  return entry.side === 'source' ? [stream.bytesSent, stream.bytesReceived] : [stream.bytesReceived, stream.bytesSent];
+}
+
+export function streamStatus(entry: TrackedStream): StreamStatus {
+  const stats: NbdStreamStats | undefined = entry.observer?.snapshot();
+  const [bytesToDest, bytesToSource] = directionBytes(entry);
+  return {
+    session: entry.session,
+    stream: entry.stream.id,
+    route: entry.route,
+    export: stats?.exportName ?? null,
+    size: stats?.exportSize ?? null,
+    coveredRatio: stats?.coverage?.ratio ?? null,
+    bytesToDest,
+    bytesToSource,
+    mbps: Math.round((stats?.writeBytesPerSecond ?? 0) / 1e5) / 10,
+    inspection: stats?.inspection ?? 'off',
+    durationMs: Date.now() - entry.startedAt,
+  };
+}

@@ -1,0 +1,42 @@
+// --metrics HOST:PORT: /metrics (Prometheus text format) and /status (JSON), plain HTTP,
+// meant for loopback or a management network.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { prometheusRegistry } from './prometheus.js';
+import type { Registry } from './registry.js';
+
+export async function serveMetrics(registry: Registry, host: string, port: number, role: string): Promise<{ address: AddressInfo; close(): Promise<void> }> {
+  const prom = prometheusRegistry(registry);
+  const server: Server = createServer((request, response) => {
+    const path = (request.url ?? '/').split('?')[0];
+    if (path === '/metrics') {
+      prom.metrics().then(
+        (text) => response.writeHead(200, { 'content-type': prom.contentType }).end(text),
+        (error: Error) => response.writeHead(500).end(`${error.message}\n`),
+      );
+    } else if (path === '/status') {
+      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ role, pid: process.pid, ...registry.status() }));
+    } else {
+      response.writeHead(404, { 'content-type': 'text/plain' }).end('nbd-tunnel: /metrics or /status\n');
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) => reject(new Error(`--metrics ${host}:${port}: cannot listen: ${error.code ?? error.message}`)));
+    server.listen(port, host, () => resolve());
+  });
+  return {
+    address: server.address() as AddressInfo,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** Serves metrics when configured; `fields` go into the ready line (the bound port, for port 0). */
+export async function startMetrics(
+  where: { host: string; port: number } | undefined,
+  registry: Registry,
+  role: string,
+): Promise<{ fields: Record<string, unknown>; close(): Promise<void> }> {
+  if (!where) return { fields: {}, close: async () => {} };
+  const served = await serveMetrics(registry, where.host, where.port, role);
+  return { fields: { metrics: `${served.address.address}:${served.address.port}` }, close: served.close };
+}
