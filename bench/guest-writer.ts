@@ -3,7 +3,7 @@
 // these latencies are what a guest would feel during migration.
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { NbdClient } from './nbd-client.js';
+import { NbdClient } from '../test/harness/nbd-client.js';
 
 const BLOCK = 4096;
 /** Distinct payloads cycled through, so consecutive writes do not carry identical data. */

@@ -8,3 +8,4 @@ export * from './unix-counter.js';
 export * from './proxies.js';
 export * from './rig.js';
 export * from './tcp-relay.js';
+export * from './nbd-client.js';

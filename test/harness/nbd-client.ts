@@ -70,7 +70,8 @@ export class NbdClient {
     readonly size: number,
   ) {}
 
-  static async connect(socketPath: string, exportName: string): Promise<NbdClient> {
+  /** `allowReadOnly`: connect to a read-only export anyway (to provoke refused writes). */
+  static async connect(socketPath: string, exportName: string, allowReadOnly = false): Promise<NbdClient> {
     const socket = createConnection(socketPath);
     const reader = new ByteReader(socket);
     try {
@@ -82,7 +83,7 @@ export class NbdClient {
       clientFlags.writeUInt32BE(NBD_FLAG_FIXED_NEWSTYLE | (serverFlags & NBD_FLAG_NO_ZEROES));
       socket.write(clientFlags);
       socket.write(goOption(exportName));
-      const size = await readGoReplies(reader);
+      const size = await readGoReplies(reader, allowReadOnly);
       socket.setNoDelay(true);
       return new NbdClient(socket, reader, size);
     } catch (error) {
@@ -125,7 +126,7 @@ function goOption(exportName: string): Buffer {
 }
 
 /** Reads NBD_OPT_GO's replies up to NBD_REP_ACK; returns the export size. */
-async function readGoReplies(reader: ByteReader): Promise<number> {
+async function readGoReplies(reader: ByteReader, allowReadOnly: boolean): Promise<number> {
   let size: number | null = null;
   for (;;) {
     const header = await reader.read(20);
@@ -136,7 +137,7 @@ async function readGoReplies(reader: ByteReader): Promise<number> {
     if (type & NBD_REP_FLAG_ERROR) throw new Error(`NBD_OPT_GO refused (reply type 0x${type.toString(16)}): ${data.toString('utf8')}`);
     if (type === NBD_REP_INFO && data.readUInt16BE(0) === NBD_INFO_EXPORT) {
       size = Number(data.readBigUInt64BE(2));
-      if (data.readUInt16BE(10) & NBD_FLAG_READ_ONLY) throw new Error('NBD export is read-only');
+      if (!allowReadOnly && data.readUInt16BE(10) & NBD_FLAG_READ_ONLY) throw new Error('NBD export is read-only');
     }
     if (type === NBD_REP_ACK) {
       if (size === null) throw new Error('NBD server sent no NBD_INFO_EXPORT');
