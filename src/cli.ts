@@ -5,6 +5,7 @@ import { ConfigError, DEFAULTS, destConfig, sourceConfig, type DestFlags, type S
 import { runDest } from './dest/index.js';
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './log.js';
 import { runSource, runSourcePrimary, runSourceWorker } from './source/index.js';
+import { runStatus } from './status/index.js';
 import { inWorker, reportReady, superviseWorkers, type Supervisor } from './workers.js';
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -172,6 +173,19 @@ addCommonOptions(
     runPrimary: (log, supervisor) => runSourcePrimary(config, log, () => supervisor.pick()),
   });
 });
+
+program
+  .command('status')
+  .description('show the streams of a running proxy, from its --metrics address')
+  .argument('<URL>', 'the proxy\'s --metrics address, as http://HOST:PORT')
+  .option('--once', 'print the table once, even on a terminal')
+  .action(async (url: string, flags: { once?: boolean }) => {
+    try {
+      await runStatus(url, flags.once ?? false);
+    } catch (error) {
+      fail(error as Error, 1);
+    }
+  });
 
 try {
   await program.parseAsync(process.argv);

@@ -4,7 +4,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { makePki, makeTempDir, removeDir, run, startRig, spawnChild, type Pki } from '../harness/index.js';
+import { CLI, makePki, makeTempDir, removeDir, run, startRig, spawnChild, type Pki } from '../harness/index.js';
 
 const MiB = 1024 * 1024;
 let dir: string;
@@ -99,6 +99,13 @@ test('--metrics: /status and /metrics during a real mirror show the exports, siz
       assert.match(metrics, /^nbd_tunnel_nbd_requests_total\{route="vm6-disk0",export="vm6-disk0",type="WRITE"\} [1-9]/m);
       const toDest = Number(/^nbd_tunnel_bytes_total\{route="vm6-disk0",direction="to_dest"\} (\d+)/m.exec(metrics)?.[1]);
       assert.ok(toDest > 0, 'bytes to the destination counted');
+      // The operator's view: `nbd-tunnel status URL --once` prints a row per disk.
+      const table = await run(process.execPath, [CLI, 'status', base, '--once']);
+      for (const d of disks) {
+        const row = table.stdout.split('\n').find((l) => l.includes(` ${d.name} `));
+        assert.ok(row, `no row for ${d.name} in:\n${table.stdout}`);
+        assert.match(row, new RegExp(`${d.name}\\s+${d.name}\\s+${d.size / MiB}\\.0 MiB\\s+100\\.0%`));
+      }
     }
     await rig.completeMirrors();
     assertIdentical(await rig.verify());

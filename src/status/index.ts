@@ -1,0 +1,30 @@
+// `nbd-tunnel status URL`: the streams of a running proxy (its --metrics address) as a table;
+// on a terminal it redraws every second with a progress bar per disk until interrupted.
+import { renderStatus, type StatusDocument } from './render.js';
+
+const REDRAW_MS = 1_000;
+
+async function fetchStatus(url: string): Promise<StatusDocument> {
+  const target = new URL('/status', url);
+  let response: Response;
+  try {
+    response = await fetch(target);
+  } catch (error) {
+    throw new Error(`cannot reach ${target.href}: ${(error as Error & { cause?: Error }).cause?.message ?? (error as Error).message}`);
+  }
+  if (!response.ok) throw new Error(`${target.href} answered HTTP ${response.status}`);
+  return (await response.json()) as StatusDocument;
+}
+
+export async function runStatus(url: string, once: boolean): Promise<void> {
+  const live = !once && process.stdout.isTTY;
+  if (!live) {
+    process.stdout.write(renderStatus(await fetchStatus(url), false));
+    return;
+  }
+  for (;;) {
+    const text = renderStatus(await fetchStatus(url), true);
+    process.stdout.write(`\x1b[H\x1b[2J${text}`); // home, clear screen
+    await new Promise((resolve) => setTimeout(resolve, REDRAW_MS));
+  }
+}

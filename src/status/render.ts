@@ -1,0 +1,57 @@
+// Renders a /status document as a table, one row per stream, with a progress bar per disk.
+import type { SessionInfo, StreamStatus } from '../metrics/index.js';
+
+export interface StatusDocument {
+  role: string;
+  pid: number;
+  sessions: Array<SessionInfo & { streams: StreamStatus[] }>;
+}
+
+const BAR_WIDTH = 20;
+
+function bar(ratio: number | null): string {
+  if (ratio === null) return ' '.repeat(BAR_WIDTH + 2);
+  const filled = Math.round(Math.min(1, Math.max(0, ratio)) * BAR_WIDTH);
+  return `[${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}]`;
+}
+
+function size(bytes: number | null): string {
+  if (bytes === null) return '-';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+
+export function renderStatus(doc: StatusDocument, withBars: boolean): string {
+  const header = ['SESSION', 'STREAM', 'ROUTE', 'EXPORT', 'SIZE', 'COVERED', 'MB/s', 'TO DEST', 'TO SOURCE'];
+  const rows: string[][] = [];
+  const bars: string[] = [];
+  for (const session of doc.sessions) {
+    for (const s of session.streams) {
+      rows.push([
+        String(session.id),
+        String(s.stream),
+        s.route,
+        s.export ?? (s.inspection === 'not-nbd' ? '(not NBD)' : '-'),
+        size(s.size),
+        s.coveredRatio === null ? '-' : `${(s.coveredRatio * 100).toFixed(1)}%`,
+        s.mbps.toFixed(1),
+        size(s.bytesToDest),
+        size(s.bytesToSource),
+      ]);
+      bars.push(bar(s.coveredRatio));
+    }
+  }
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
+  const sessions = doc.sessions.map((s) => `session ${s.id}: ${s.client ? `${s.client} ` : ''}${s.peer}${s.rttMs === null ? '' : `, rtt ${s.rttMs} ms`}`);
+  const out = [`nbd-tunnel ${doc.role} (pid ${doc.pid}): ${doc.sessions.length} session(s)`, ...sessions, line(header)];
+  rows.forEach((r, i) => out.push(withBars ? `${line(r)}  ${bars[i]}` : line(r)));
+  if (rows.length === 0) out.push('(no streams)');
+  return `${out.join('\n')}\n`;
+}
