@@ -5,7 +5,9 @@ import { ConfigError, DEFAULTS, destConfig, sourceConfig, type DestFlags, type S
 import { runDest } from './dest/index.js';
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './log.js';
 import { runSource, runSourcePrimary, runSourceWorker } from './source/index.js';
-import { runStatus } from './status/index.js';
+import { redraw, renderStatus, runStatus, type StatusDocument } from './status/index.js';
+
+const PROGRESS_VIEW_MS = 1_000;
 import { inWorker, reportReady, superviseWorkers, type Supervisor } from './workers.js';
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -24,6 +26,12 @@ function addCommonOptions(command: Command): Command {
     .addOption(new Option('--key <FILE>', 'this side\'s private key (PEM)').env('NBD_TUNNEL_KEY').makeOptionMandatory())
     .addOption(new Option('--token-file <FILE>', 'bearer token required in addition to the certificate').env('NBD_TUNNEL_TOKEN_FILE'))
     .addOption(new Option('--log-level <LEVEL>', 'log level').choices(LOG_LEVELS).default('info').env('NBD_TUNNEL_LOG_LEVEL'))
+    .addOption(
+      new Option('--log-format <FORMAT>', 'auto: a source on a terminal without --log-level shows progress bars; json: always JSON lines')
+        .choices(['auto', 'json'])
+        .default('auto')
+        .env('NBD_TUNNEL_LOG_FORMAT'),
+    )
     .addOption(
       new Option('--stream-window <SIZE>', 'receive window per stream (256K to 4G-1)')
         .default(DEFAULTS.streamWindow)
@@ -52,6 +60,7 @@ function splitEnvRoutes(routes: string[]): string[] {
 interface Running {
   readyFields: Record<string, unknown>;
   close(): Promise<void>;
+  status?(): StatusDocument;
 }
 
 interface Role {
@@ -61,6 +70,8 @@ interface Role {
   logLevel: LogLevel;
   /** Processes to run; more than one means a primary and that many workers. */
   processes: number;
+  /** Show progress bars on stdout instead of JSON lines (which then go to stderr, warnings up). */
+  progressView?: boolean;
   /** Serves in this one process (also what a dest worker runs: the cluster shares its port). */
   run(log: Logger): Promise<Running>;
   /** What a worker runs, when it differs from run(). */
@@ -89,7 +100,7 @@ async function startRole(role: Role, log: Logger): Promise<Running> {
 }
 
 async function start(role: Role): Promise<void> {
-  const log = createLogger(role.logLevel, role.name);
+  const log = role.progressView ? createLogger('warn', role.name, true) : createLogger(role.logLevel, role.name);
   let running: Running;
   try {
     running = await startRole(role, log);
@@ -98,6 +109,12 @@ async function start(role: Role): Promise<void> {
   }
   if (inWorker) reportReady(running.readyFields);
   else log.info(running.readyFields, role.readyMsg);
+  const status = running.status;
+  if (role.progressView && status) {
+    const view = setInterval(() => redraw(renderStatus(status(), true)), PROGRESS_VIEW_MS);
+    view.unref();
+    redraw(renderStatus(status(), true));
+  }
   const shutdown = (signal: string): void => {
     log.info({ signal }, 'shutting down');
     running.close().then(
@@ -161,13 +178,18 @@ addCommonOptions(
         .default(DEFAULTS.processes)
         .env('NBD_TUNNEL_CONNECTIONS'),
     ),
-).action(async (flags: SourceFlags) => {
+).action(async (flags: SourceFlags, command: Command) => {
   const config = buildConfig(() => sourceConfig({ ...flags, route: splitEnvRoutes(flags.route) }));
   await start({
     name: 'source',
     readyMsg: 'ready',
     logLevel: config.logLevel,
     processes: config.connections,
+    progressView:
+      config.logFormat === 'auto' &&
+      command.getOptionValueSource('logLevel') === 'default' &&
+      process.stdout.isTTY === true &&
+      config.connections === 1,
     run: (log) => runSource(config, log),
     runWorker: (log) => runSourceWorker(config, log),
     runPrimary: (log, supervisor) => runSourcePrimary(config, log, () => supervisor.pick()),

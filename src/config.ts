@@ -30,6 +30,8 @@ export interface CommonConfig {
   tls: TlsFiles;
   token: string | undefined;
   logLevel: LogLevel;
+  /** 'auto': on a terminal, without an explicit --log-level, the source shows progress bars. */
+  logFormat: 'auto' | 'json';
   session: Omit<SessionOptions, 'client'>;
   /** Follow NBD in each stream for logs (export, progress, errors); off: a blind pipe. */
   inspect: boolean;
@@ -59,6 +61,7 @@ export interface CommonFlags {
   key: string;
   tokenFile?: string;
   logLevel: LogLevel;
+  logFormat: 'auto' | 'json';
   streamWindow: string;
   maxStreams: string;
   keepaliveInterval: string;
@@ -124,6 +127,7 @@ function commonConfig(flags: CommonFlags, processes: number, processFlag: string
     tls: { ca: readPem('--ca', flags.ca), cert: readPem('--cert', flags.cert), key: readPem('--key', flags.key) },
     token: flags.tokenFile === undefined ? undefined : readToken(flags.tokenFile),
     logLevel: flags.logLevel,
+    logFormat: flags.logFormat,
     inspect: flags.inspect,
     metrics: flags.metrics === undefined ? undefined : parseListen(flags.metrics, '--metrics'),
     session: {

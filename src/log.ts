@@ -6,6 +6,8 @@ export type { Logger };
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-export function createLogger(level: LogLevel, role: string): Logger {
-  return pino({ level, base: { role, pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
+/** `toStderr`: when stdout shows the progress view, the JSON lines that remain go to stderr. */
+export function createLogger(level: LogLevel, role: string, toStderr = false): Logger {
+  const options = { level, base: { role, pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime };
+  return toStderr ? pino(options, pino.destination(2)) : pino(options);
 }

@@ -5,6 +5,7 @@ import type { Server, Socket } from 'node:net';
 import type { SourceConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import { Registry, startMetrics } from '../metrics/index.js';
+import type { StatusDocument } from '../status/index.js';
 import { handleConnection } from './connection-handler.js';
 import { Connector } from './connector.js';
 import { clearStaleSocket, closeRoute, listenRoute, removeRouteSocket } from './route-listener.js';
@@ -13,6 +14,8 @@ export interface Running {
   /** Fields of the "ready" line. */
   readyFields: Record<string, unknown>;
   close(): Promise<void>;
+  /** What /status would answer (for the terminal progress view). */
+  status?(): StatusDocument;
 }
 
 /** Passes an accepted QEMU connection to the process that tunnels it. */
@@ -37,6 +40,7 @@ export async function runSource(config: SourceConfig, log: Logger): Promise<Runn
     });
     return {
       readyFields: { ...readyFields(config), ...metrics.fields },
+      status: () => ({ role: 'source', pid: process.pid, ...tunnel.registry.status() }),
       async close() {
         await metrics.close();
         tunnel.stop();

@@ -2,6 +2,8 @@
 // on a terminal it redraws every second with a progress bar per disk until interrupted.
 import { renderStatus, type StatusDocument } from './render.js';
 
+export { renderStatus, type StatusDocument };
+
 const REDRAW_MS = 1_000;
 
 async function fetchStatus(url: string): Promise<StatusDocument> {
@@ -24,7 +26,12 @@ export async function runStatus(url: string, once: boolean): Promise<void> {
   }
   for (;;) {
     const text = renderStatus(await fetchStatus(url), true);
-    process.stdout.write(`\x1b[H\x1b[2J${text}`); // home, clear screen
+    redraw(text);
     await new Promise((resolve) => setTimeout(resolve, REDRAW_MS));
   }
+}
+
+/** Replaces the terminal's content with `text`. */
+export function redraw(text: string): void {
+  process.stdout.write(`\x1b[H\x1b[2J${text}`); // cursor home, clear screen
 }

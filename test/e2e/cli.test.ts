@@ -113,3 +113,21 @@ test('dest prints "listening" with the bound port', async () => {
     await dest.stop();
   }
 });
+
+test('source on a terminal without --log-level shows the progress view; --log-format json keeps JSON', async () => {
+  const onTerminal = async (extra: string[]): Promise<string> => {
+    const command = [process.execPath, CLI, 'source', '--connect', 'wss://localhost:1', '--route', `a=${join(dir, 'tty.sock')}`, ...sourceTls(), ...extra]
+      .map((a) => `'${a}'`)
+      .join(' ');
+    // script(1) gives the CLI a pseudo-terminal; timeout ends it (by PID: script's child) after 2 s.
+    const { stdout } = await run('timeout', ['2', 'script', '-qfec', command, '/dev/null'], { okCodes: [0, 1, 124, 143] });
+    return stdout;
+  };
+  const view = await onTerminal([]);
+  assert.match(view, /nbd-tunnel source \(pid \d+\): 0 session\(s\)/);
+  assert.match(view, /SESSION\s+STREAM\s+ROUTE\s+EXPORT\s+SIZE\s+COVERED/);
+  assert.doesNotMatch(view, /"msg":"ready"/);
+  const json = await onTerminal(['--log-format', 'json']);
+  assert.match(json, /"msg":"ready"/);
+  assert.doesNotMatch(json, /SESSION\s+STREAM/);
+});
