@@ -57,11 +57,12 @@ export function observeNbd(log: Logger): NbdObserver {
       clearInterval(timer);
       if (!negotiated) return {};
       const s = inspector.snapshot();
-      const requests = Object.fromEntries(Object.entries(s.requests).filter(([, r]) => r.count > 0).map(([type, r]) => [type, r.count]));
+      const seen = Object.entries(s.requests).filter(([, r]) => r.count > 0);
       return {
         export: s.exportName,
         size: s.exportSize,
-        requests,
+        requests: Object.fromEntries(seen.map(([type, r]) => [type, r.count])),
+        requestBytes: Object.fromEntries(seen.filter(([, r]) => r.bytes > 0).map(([type, r]) => [type, r.bytes])),
         nbdErrors: s.errors.total,
         coveredPct: s.coverage ? Math.round(s.coverage.ratio * 1000) / 10 : null,
       };

@@ -95,6 +95,7 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
     const interval = options.keepaliveIntervalMs ?? DEFAULT_KEEPALIVE_INTERVAL_MS;
     if (interval > 0) {
       this.keepalive = setInterval(() => this.tickKeepalive(), interval);
+      this.tickKeepalive(); // a first RTT right away, for logs and metrics
     }
   }
 

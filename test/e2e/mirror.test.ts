@@ -47,6 +47,12 @@ test('one 256 MiB disk with data and zero regions: READY, cancel, COMPLETED, ide
       const requests = summary.requests as Record<string, number>;
       assert.ok(requests.WRITE > 0 && requests.WRITE_ZEROES > 0, `requests: ${JSON.stringify(requests)}`);
       assert.equal(requests.DISC, 1);
+      assert.ok(requests.FLUSH >= 1, 'QEMU flushes the target when the job completes');
+      // Every data byte was written; holes went as WRITE_ZEROES or inside larger WRITEs.
+      const bytes = summary.requestBytes as Record<string, number>;
+      const { dataBytes } = rig.disks[0].content;
+      assert.ok(bytes.WRITE >= dataBytes, `WRITE bytes ${bytes.WRITE} < data ${dataBytes}`);
+      assert.ok(bytes.WRITE + bytes.WRITE_ZEROES >= 256 * MiB, `WRITE + WRITE_ZEROES bytes ${bytes.WRITE + bytes.WRITE_ZEROES}`);
       assert.equal(summary.nbdErrors, 0);
       assert.equal(summary.coveredPct, 100);
     }
@@ -92,6 +98,7 @@ test('--metrics: /status and /metrics during a real mirror show the exports, siz
         `${status.role} /status: ${JSON.stringify(status)}`,
       );
       const metrics = await (await fetch(`${base}/metrics`)).text();
+      if (status.role === 'dest') t.diagnostic(JSON.stringify(status));
       if (status.role === 'dest') t.diagnostic(metrics.split('\n').filter((l) => l.startsWith('nbd_tunnel_') && l.includes('disk0')).join('\n'));
       assert.match(metrics, /^nbd_tunnel_sessions_active 1$/m);
       assert.match(metrics, /^nbd_tunnel_streams_active\{route="vm6-disk0"\} 1$/m);

@@ -23,6 +23,8 @@ export interface Disk extends DiskSpec {
   destImage: string;
   /** Where the source QEMU's NBD client connects: the tunnel's source socket, or the NBD server itself. */
   clientSocket: string;
+  /** Bytes of data and of holes in the source image, once created. */
+  content: { dataBytes: number; zeroBytes: number };
 }
 
 /** What a path between the source QEMU's NBD client and the destination NBD server needs to know. */
@@ -93,8 +95,14 @@ export async function startRig(options: RigOptions): Promise<Rig> {
     sourceImage: join(dir, `${spec.name}-src.img`),
     destImage: join(dir, `${spec.name}-dst.img`),
     clientSocket: viaTunnel ? join(dir, `${spec.name}.sock`) : nbdSocket,
+    content: { dataBytes: 0, zeroBytes: 0 },
   }));
-  await Promise.all(disks.map((d) => createTestImage(d.sourceImage, d.size, d.seed)));
+  await Promise.all(
+    disks.map(async (d) => {
+      const { dataBytes, zeroBytes } = await createTestImage(d.sourceImage, d.size, d.seed);
+      d.content = { dataBytes, zeroBytes };
+    }),
+  );
   await Promise.all(disks.map((d) => createBlankImage(d.destImage, d.size)));
 
   const started: Array<{ stop(): Promise<void> }> = [];
