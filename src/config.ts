@@ -1,6 +1,7 @@
 // One typed, validated config object per role. Precedence: flags > NBD_TUNNEL_* env > defaults
 // (commander applies the first two; this file checks values and reads files).
-import { readFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { LogLevel } from './log.js';
 import {
@@ -124,7 +125,7 @@ function commonConfig(flags: CommonFlags, processes: number, processFlag: string
   }
   return {
     routes: parseRoutes(flags.route),
-    tls: { ca: readPem('--ca', flags.ca), cert: readPem('--cert', flags.cert), key: readPem('--key', flags.key) },
+    tls: readTls(flags),
     token: flags.tokenFile === undefined ? undefined : readToken(flags.tokenFile),
     logLevel: flags.logLevel,
     logFormat: flags.logFormat,
@@ -137,6 +138,15 @@ function commonConfig(flags: CommonFlags, processes: number, processFlag: string
       keepaliveTimeoutMs,
     },
   };
+}
+
+function readTls(flags: CommonFlags): TlsFiles {
+  const ca = readPem('--ca', flags.ca);
+  const cert = readPem('--cert', flags.cert);
+  checkValidity('--cert', flags.cert, cert);
+  const key = readPem('--key', flags.key);
+  refuseWorldReadable('--key', flags.key);
+  return { ca, cert, key };
 }
 
 export function parseRoutes(values: string[]): Map<string, string> {
@@ -207,6 +217,31 @@ function readPem(flag: string, path: string): Buffer {
   return data;
 }
 
+/** A secret (private key, token) that every user of the machine may read is refused. */
+function refuseWorldReadable(flag: string, path: string): void {
+  const mode = statSync(path).mode & 0o777;
+  if (mode & 0o004) {
+    throw new ConfigError(`${flag} ${path}: readable by every user (mode 0${mode.toString(8)}); chmod o-rwx it`);
+  }
+}
+
+/** This side's own certificate must be valid now; the peer would refuse it anyway, less clearly. */
+function checkValidity(flag: string, path: string, pem: Buffer): void {
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(pem);
+  } catch (error) {
+    throw new ConfigError(`${flag} ${path}: not a certificate: ${(error as Error).message}`);
+  }
+  const now = Date.now();
+  const from = Date.parse(certificate.validFrom);
+  const to = Date.parse(certificate.validTo);
+  if (now < from || now > to) {
+    const state = now < from ? 'not yet valid' : 'expired';
+    throw new ConfigError(`${flag} ${path}: certificate ${state}: valid from ${certificate.validFrom} to ${certificate.validTo}`);
+  }
+}
+
 function readToken(path: string): string {
   let token: string;
   try {
@@ -214,6 +249,7 @@ function readToken(path: string): string {
   } catch (error) {
     throw new ConfigError(`--token-file ${path}: cannot read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
+  refuseWorldReadable('--token-file', path);
   if (token === '') throw new ConfigError(`--token-file ${path}: the file is empty`);
   return token;
 }

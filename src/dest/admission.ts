@@ -13,7 +13,10 @@ export function createAdmission(token: string | undefined) {
       return { ok: false, status: 401, reason: 'no client certificate: the source must present --cert/--key signed by the destination\'s --ca' };
     }
     if (!socket.authorized) {
-      return { ok: false, status: 401, reason: explainClientCertError(socket.authorizationError?.toString()) };
+      const why = explainClientCertError(socket.authorizationError?.toString());
+      // Expiry problems are fixed by looking at the dates, so say them.
+      const dates = /valid/.test(why) || /expired/.test(why) ? `; valid from ${certificate.valid_from} to ${certificate.valid_to}` : '';
+      return { ok: false, status: 401, reason: `${why}${dates}` };
     }
     const cn = certificate.subject?.CN;
     const identity = (Array.isArray(cn) ? cn[0] : cn) ?? certificate.fingerprint256;

@@ -1,7 +1,7 @@
 // The command-line contract: ready lines, one-line errors naming the flag, socket-file hygiene.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmod, lstat, mkdir, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { CLI, makePki, makeTempDir, removeDir, run, spawnChild, startCountingServer, startProxy, type Pki } from '../harness/index.js';
@@ -130,4 +130,25 @@ test('source on a terminal without --log-level shows the progress view; --log-fo
   const json = await onTerminal(['--log-format', 'json']);
   assert.match(json, /"msg":"ready"/);
   assert.doesNotMatch(json, /SESSION\s+STREAM/);
+});
+
+test('secrets readable by every user and certificates outside their dates are refused at start', async () => {
+  const openKey = join(dir, 'open.key');
+  await writeFile(openKey, await readFile(pki.serverKey), { mode: 0o644 });
+  await chmod(openKey, 0o644);
+  let result = await cli(['dest', '--listen', '127.0.0.1:0', '--route', 'a=/tmp/a.sock', '--cert', pki.serverCert, '--key', openKey, '--ca', pki.caCert]);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /--key .*open\.key: readable by every user \(mode 0644\); chmod o-rwx it/);
+
+  const openToken = join(dir, 'open-token');
+  await writeFile(openToken, 'secret\n');
+  await chmod(openToken, 0o604);
+  result = await cli(['dest', '--listen', '127.0.0.1:0', '--route', 'a=/tmp/a.sock', ...destTls(), '--token-file', openToken]);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /--token-file .*open-token: readable by every user \(mode 0604\)/);
+  assert.doesNotMatch(result.stderr, /secret/);
+
+  result = await cli(['source', '--connect', 'wss://localhost:1', '--route', 'a=/tmp/a.sock', '--cert', pki.expiredClientCert, '--key', pki.expiredClientKey, '--ca', pki.caCert]);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /--cert .*: certificate expired: valid from .* GMT to .* GMT/);
 });

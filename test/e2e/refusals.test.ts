@@ -127,6 +127,17 @@ test('client without a certificate: HTTP 401 naming the missing certificate', as
   assert.equal(line.status, 401);
 });
 
+test('expired client certificate: HTTP 401 with the certificate\'s dates', async () => {
+  const [ca, cert, key] = await Promise.all([pki.caCert, pki.expiredClientCert, pki.expiredClientKey].map((p) => readFile(p)));
+  const ws = new WebSocket(`wss://localhost:${rig.tunnel!.port}`, ['nbd-tunnel.v1'], { ca, cert, key });
+  ws.on('error', () => {}); // terminate() below aborts the handshake on purpose
+  const [, response] = (await once(ws, 'unexpected-response')) as [unknown, IncomingMessage];
+  assert.equal(response.statusCode, 401);
+  ws.terminate();
+  const line = await rig.tunnel!.dest.waitForLog((l) => l.msg === 'connection refused' && /expired/.test(String(l.reason)));
+  assert.match(String(line.reason), /client certificate has expired \(CERT_HAS_EXPIRED\); valid from .* to .*/);
+});
+
 test('client certificate from another CA: refused, the source logs why', async () => {
   const source = await badSource('foreign', ['--cert', pki.foreignClientCert, '--key', pki.foreignClientKey, '--token-file', tokenFile]);
   try {
