@@ -173,6 +173,8 @@ addCommonOptions(
     .description('listen on a UNIX socket per route and carry each connection to the destination')
     .addOption(new Option('--connect <URL>', 'the destination, as wss://HOST:PORT').env('NBD_TUNNEL_CONNECT').makeOptionMandatory())
     .addOption(new Option('--servername <NAME>', 'name expected in the destination certificate').env('NBD_TUNNEL_SERVERNAME'))
+    .addOption(new Option('--socket-mode <MODE>', 'mode of the route sockets (octal)').default(DEFAULTS.socketMode).env('NBD_TUNNEL_SOCKET_MODE'))
+    .addOption(new Option('--socket-group <GROUP>', 'group of the route sockets (QEMU\'s), by name or number').env('NBD_TUNNEL_SOCKET_GROUP'))
     .addOption(
       new Option('--connections <N>', 'tunnel connections, each in its own process; QEMU connections are spread across them')
         .default(DEFAULTS.processes)

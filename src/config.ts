@@ -52,6 +52,8 @@ export interface SourceConfig extends CommonConfig {
   servername: string | undefined;
   /** Tunnel connections (one process each); QEMU connections are spread across them. */
   connections: number;
+  /** Mode and group of the route sockets QEMU connects to. */
+  socketAccess: { mode: number; gid: number | undefined };
 }
 
 /** Raw option values as commander hands them over. */
@@ -80,6 +82,8 @@ export interface SourceFlags extends CommonFlags {
   connect: string;
   servername?: string;
   connections: string;
+  socketMode: string;
+  socketGroup?: string;
 }
 
 export const DEFAULTS = {
@@ -88,6 +92,7 @@ export const DEFAULTS = {
   keepaliveInterval: String(DEFAULT_KEEPALIVE_INTERVAL_MS / 1000),
   keepaliveTimeout: String(DEFAULT_KEEPALIVE_TIMEOUT_MS / 1000),
   processes: '1',
+  socketMode: '0660',
 };
 
 const MAX_PROCESSES = 64;
@@ -110,7 +115,13 @@ export function sourceConfig(flags: SourceFlags): SourceConfig {
   if (url.protocol !== 'wss:') throw new ConfigError(`--connect '${flags.connect}': the scheme must be wss://`);
   if (!url.port) throw new ConfigError(`--connect '${flags.connect}': give the port, as in wss://HOST:PORT`);
   const connections = parseProcesses('--connections', flags.connections);
-  return { ...commonConfig(flags, connections, '--connections'), url: url.toString(), servername: flags.servername, connections };
+  return {
+    ...commonConfig(flags, connections, '--connections'),
+    url: url.toString(),
+    servername: flags.servername,
+    connections,
+    socketAccess: { mode: parseMode('--socket-mode', flags.socketMode), gid: flags.socketGroup === undefined ? undefined : parseGroup(flags.socketGroup) },
+  };
 }
 
 function commonConfig(flags: CommonFlags, processes: number, processFlag: string): CommonConfig {
@@ -192,6 +203,27 @@ function parseSeconds(flag: string, value: string): number {
   const seconds = Number(value);
   if (!Number.isFinite(seconds) || seconds < 0) throw new ConfigError(`${flag} '${value}': expected seconds, 0 or more`);
   return Math.round(seconds * 1000);
+}
+
+function parseMode(flag: string, value: string): number {
+  if (!/^0?[0-7]{3}$/.test(value)) throw new ConfigError(`${flag} '${value}': expected an octal mode such as 0660`);
+  const mode = parseInt(value, 8);
+  if (mode & 0o007) throw new ConfigError(`${flag} ${value}: other users must not reach the sockets; use 0660 or stricter`);
+  return mode;
+}
+
+/** A group name (from /etc/group) or number. */
+function parseGroup(value: string): number {
+  if (/^\d+$/.test(value)) return Number(value);
+  let groups = '';
+  try {
+    groups = readFileSync('/etc/group', 'utf8');
+  } catch {
+    // fall through to "no such group"
+  }
+  const line = groups.split('\n').find((l) => l.split(':')[0] === value);
+  if (!line) throw new ConfigError(`--socket-group '${value}': no such group in /etc/group (give a name or a number)`);
+  return Number(line.split(':')[2]);
 }
 
 function parseProcesses(flag: string, value: string): number {

@@ -120,7 +120,7 @@ async function listenAll(config: SourceConfig, dispatch: Dispatch): Promise<{ cl
   try {
     for (const [route, path] of config.routes) {
       await clearStaleSocket(route, path);
-      listening.push({ server: await listenRoute(route, path, (socket) => dispatch(socket, route)), path });
+      listening.push({ server: await listenRoute(route, path, config.socketAccess, (socket) => dispatch(socket, route)), path });
     }
   } catch (error) {
     await close();

@@ -1,18 +1,42 @@
 // A UNIX socket per route for QEMU to connect to. A stale socket file (nothing answers on it)
 // is replaced; a live one, or a path that is not a socket, is refused.
-import { lstatSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { LOCAL_HIGH_WATER_MARK } from '../tunnel/index.js';
 
 /** Listens on a path that clearStaleSocket has freed. */
-export async function listenRoute(route: string, path: string, onConnection: (socket: Socket) => void): Promise<Server> {
+/** Who may connect to a route's socket: its mode and, optionally, its group (QEMU's). */
+export interface SocketAccess {
+  mode: number;
+  gid: number | undefined;
+}
+
+export async function listenRoute(
+  route: string,
+  path: string,
+  access: SocketAccess,
+  onConnection: (socket: Socket) => void,
+): Promise<Server> {
   const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, highWaterMark: LOCAL_HIGH_WATER_MARK }, onConnection);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (error: NodeJS.ErrnoException) =>
-      reject(new Error(`--route ${route}=${path}: cannot listen: ${error.code ?? error.message}`)),
-    );
-    server.listen(path, () => resolve());
-  });
+  // Created owner-only, then opened up to --socket-mode: no moment where others may connect.
+  const umask = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (error: NodeJS.ErrnoException) =>
+        reject(new Error(`--route ${route}=${path}: cannot listen: ${error.code ?? error.message}`)),
+      );
+      server.listen(path, () => resolve());
+    });
+  } finally {
+    process.umask(umask);
+  }
+  try {
+    if (access.gid !== undefined) chownSync(path, -1, access.gid);
+    chmodSync(path, access.mode);
+  } catch (error) {
+    server.close();
+    throw new Error(`--route ${route}=${path}: cannot set the socket's group or mode: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
   return server;
 }
 

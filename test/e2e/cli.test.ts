@@ -95,6 +95,7 @@ test('source sockets: a stale socket is replaced, a live one or a non-socket pat
 
     const source = await startProxy([...base, '--route', `a=${stale}`], 'ready');
     assert.ok((await lstat(stale)).isSocket());
+    assert.equal((await lstat(stale)).mode & 0o777, 0o660, 'route sockets default to mode 0660');
     await source.stop();
     assert.deepEqual(await source.child.exited, { code: 0, signal: null });
     await assert.rejects(lstat(stale), { code: 'ENOENT' }, 'the socket file is removed on exit');
@@ -151,4 +152,20 @@ test('secrets readable by every user and certificates outside their dates are re
   result = await cli(['source', '--connect', 'wss://localhost:1', '--route', 'a=/tmp/a.sock', '--cert', pki.expiredClientCert, '--key', pki.expiredClientKey, '--ca', pki.caCert]);
   assert.equal(result.code, 2);
   assert.match(result.stderr, /--cert .*: certificate expired: valid from .* GMT to .* GMT/);
+});
+
+test('--socket-mode and --socket-group set who may connect to the route sockets', async () => {
+  const path = join(dir, 'owned.sock');
+  const args = ['source', '--connect', 'wss://localhost:1', ...sourceTls(), '--route', `a=${path}`];
+  const refused = await cli([...args, '--socket-mode', '0666']);
+  assert.equal(refused.code, 2);
+  assert.match(refused.stderr, /--socket-mode 0666: other users must not reach the sockets/);
+  const source = await startProxy([...args, '--socket-mode', '0600', '--socket-group', '1'], 'ready');
+  try {
+    const stat = await lstat(path);
+    assert.equal(stat.mode & 0o777, 0o600);
+    if (process.getuid?.() === 0) assert.equal(stat.gid, 1);
+  } finally {
+    await source.stop();
+  }
 });
