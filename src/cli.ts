@@ -52,10 +52,12 @@ function addCommonOptions(command: Command): Command {
     );
 }
 
-/** Env values for a repeatable flag come as one comma-separated list. */
-function splitEnvRoutes(routes: string[]): string[] {
-  return routes.flatMap((r) => r.split(',')).map((r) => r.trim()).filter((r) => r !== '');
+/** Env values for a repeatable flag come as one list, separated by `separator`. */
+function splitEnvList(values: string[], separator: string): string[] {
+  return values.flatMap((r) => r.split(separator)).map((r) => r.trim()).filter((r) => r !== '');
 }
+
+const splitEnvRoutes = (routes: string[]): string[] => splitEnvList(routes, ',');
 
 interface Running {
   readyFields: Record<string, unknown>;
@@ -152,12 +154,18 @@ addCommonOptions(
     .description('accept the tunnel on one TCP port and connect each stream to its route\'s UNIX socket')
     .addOption(new Option('--listen <HOST:PORT>', 'address to accept the tunnel on').env('NBD_TUNNEL_LISTEN').makeOptionMandatory())
     .addOption(
+      new Option('--allow <ROUTE=IDENTITY[,IDENTITY...]>', 'only these client identities (certificate CN or DNS/URI SAN; *.domain) may use ROUTE (repeatable)')
+        .argParser(collect)
+        .default([])
+        .env('NBD_TUNNEL_ALLOW'),
+    )
+    .addOption(
       new Option('--workers <N>', 'processes serving the port (one per tunnel connection at a time)')
         .default(DEFAULTS.processes)
         .env('NBD_TUNNEL_WORKERS'),
     ),
 ).action(async (flags: DestFlags) => {
-  const config = buildConfig(() => destConfig({ ...flags, route: splitEnvRoutes(flags.route) }));
+  const config = buildConfig(() => destConfig({ ...flags, route: splitEnvRoutes(flags.route), allow: splitEnvList(flags.allow, ';') }));
   await start({
     name: 'dest',
     readyMsg: 'listening',

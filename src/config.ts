@@ -3,6 +3,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { patternProblem } from './dest/index.js';
 import type { LogLevel } from './log.js';
 import {
   DEFAULT_KEEPALIVE_INTERVAL_MS,
@@ -45,6 +46,8 @@ export interface DestConfig extends CommonConfig {
   port: number;
   /** Processes serving the port; each tunnel connection is served by one of them. */
   workers: number;
+  /** --allow: route → client identity patterns; undefined when none is given. */
+  allow: Map<string, string[]> | undefined;
 }
 
 export interface SourceConfig extends CommonConfig {
@@ -76,6 +79,7 @@ export interface CommonFlags {
 export interface DestFlags extends CommonFlags {
   listen: string;
   workers: string;
+  allow: string[];
 }
 
 export interface SourceFlags extends CommonFlags {
@@ -102,7 +106,8 @@ const UNIX_PATH_MAX = 107; // sun_path is 108 bytes with the terminating NUL
 export function destConfig(flags: DestFlags): DestConfig {
   const { host, port } = parseListen(flags.listen);
   const workers = parseProcesses('--workers', flags.workers);
-  return { ...commonConfig(flags, workers, '--workers'), host, port, workers };
+  const common = commonConfig(flags, workers, '--workers');
+  return { ...common, host, port, workers, allow: parseAllow(flags.allow, common.routes) };
 }
 
 export function sourceConfig(flags: SourceFlags): SourceConfig {
@@ -203,6 +208,24 @@ function parseSeconds(flag: string, value: string): number {
   const seconds = Number(value);
   if (!Number.isFinite(seconds) || seconds < 0) throw new ConfigError(`${flag} '${value}': expected seconds, 0 or more`);
   return Math.round(seconds * 1000);
+}
+
+function parseAllow(values: string[], routes: ReadonlyMap<string, string>): Map<string, string[]> | undefined {
+  if (values.length === 0) return undefined;
+  const allow = new Map<string, string[]>();
+  for (const value of values) {
+    const eq = value.indexOf('=');
+    const route = value.slice(0, eq);
+    if (eq < 0 || !ROUTE_NAME.test(route)) throw new ConfigError(`--allow '${value}': expected ROUTE=IDENTITY[,IDENTITY...]`);
+    if (!routes.has(route)) throw new ConfigError(`--allow '${value}': route '${route}' is not given with --route`);
+    const identities = value.slice(eq + 1).split(',').map((i) => i.trim());
+    for (const identity of identities) {
+      const problem = patternProblem(identity);
+      if (problem) throw new ConfigError(`--allow '${value}': ${problem}`);
+    }
+    allow.set(route, [...(allow.get(route) ?? []), ...identities]);
+  }
+  return allow;
 }
 
 function parseMode(flag: string, value: string): number {

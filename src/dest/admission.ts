@@ -3,6 +3,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { explainClientCertError, type Admission } from '../tunnel/index.js';
+import { certificateIdentities } from './authorization.js';
 
 export function createAdmission(token: string | undefined) {
   // Digests have equal lengths, so the comparison's time says nothing about the token.
@@ -27,7 +28,7 @@ export function createAdmission(token: string | undefined) {
         return { ok: false, status: 403, reason: `client '${identity}' presented a wrong or missing token (--token-file)` };
       }
     }
-    return { ok: true, identity };
+    return { ok: true, identity, identities: certificateIdentities(certificate.subject?.CN, certificate.subjectaltname) };
   };
 }
 

@@ -6,6 +6,8 @@ import { ProtocolError, TunnelServer, type Session } from '../tunnel/index.js';
 import { createAdmission } from './admission.js';
 import { handleStream } from './stream-handler.js';
 
+export { patternProblem } from './authorization.js';
+
 export interface RunningDest {
   /** Fields of the "listening" line. */
   readyFields: Record<string, unknown>;
@@ -34,7 +36,7 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
     sessionLog.info('session opened');
     session.on('stream', (stream) => {
       const streamLog = sessionLog.child({ stream: stream.id });
-      handleStream(stream, config.routes, info.id, observation, streamLog).catch((error: Error) => {
+      handleStream(stream, { routes: config.routes, allow: config.allow, session: info.id, peer, observation }, streamLog).catch((error: Error) => {
         streamLog.error({ reason: error.message }, 'stream failed: internal error');
         stream.destroy();
       });
@@ -46,6 +48,9 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
       sessionLog[reason instanceof ProtocolError ? 'warn' : 'info']({ reason: reason.message }, 'session closed');
     });
   });
+  if (!config.allow) {
+    log.warn('no --allow given: every client certificate signed by --ca may use every route');
+  }
   const address = await server.listen().catch((error: NodeJS.ErrnoException) => {
     throw new Error(`--listen ${config.host}:${config.port}: cannot listen: ${error.code ?? error.message}`);
   });

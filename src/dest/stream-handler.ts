@@ -1,16 +1,21 @@
 // One incoming stream: open request → route → connect → reply → pipe, with one log line at each end.
 import type { Logger } from '../log.js';
 import { observedRelay, type Observation } from '../metrics/index.js';
-import { encodeMessage, parseOpenRequest, readMessage, StreamError, type Stream } from '../tunnel/index.js';
+import { encodeMessage, parseOpenRequest, readMessage, StreamError, type PeerInfo, type Stream } from '../tunnel/index.js';
+import { isAllowed, type Allowlist } from './authorization.js';
 import { ConnectError, connectRouteSocket, resolveRoute } from './route-socket.js';
 
-export async function handleStream(
-  stream: Stream,
-  routes: ReadonlyMap<string, string>,
-  session: number,
-  observation: Observation,
-  log: Logger,
-): Promise<void> {
+/** What a stream's handler knows of its session and the destination's configuration. */
+export interface StreamContext {
+  routes: ReadonlyMap<string, string>;
+  allow: Allowlist;
+  session: number;
+  peer: PeerInfo;
+  observation: Observation;
+}
+
+export async function handleStream(stream: Stream, context: StreamContext, log: Logger): Promise<void> {
+  const { routes, session, observation, peer } = context;
   const refuse = (streamLog: Logger, code: string, message: string): void => {
     observation.registry.refused(code);
     refuseStream(stream, streamLog, code, message);
@@ -27,6 +32,10 @@ export async function handleStream(
   const resolution = resolveRoute(routes, route);
   if (!resolution.ok) {
     refuse(log.child({ route }), resolution.code, resolution.message);
+    return;
+  }
+  if (!isAllowed(context.allow, route, peer.identities)) {
+    refuse(log.child({ route }), 'not-allowed', `client '${peer.identity}' is not allowed to use route '${route}'`);
     return;
   }
   const streamLog = log.child({ route, socket: resolution.path });

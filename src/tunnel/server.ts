@@ -10,7 +10,8 @@ import { DEFAULT_MAX_FRAME_PAYLOAD, SUBPROTOCOL, UPGRADE_TIMEOUT_MS } from './co
 import { Session, type SessionOptions } from './session.js';
 import { WsTransport } from './ws-transport.js';
 
-export type Admission = { ok: true; identity: string } | { ok: false; status: number; reason: string };
+/** identity: the name to log; identities: every name the client is known by (for authorization). */
+export type Admission = { ok: true; identity: string; identities: string[] } | { ok: false; status: number; reason: string };
 
 export interface ServerOptions {
   host: string;
@@ -25,6 +26,7 @@ export interface ServerOptions {
 
 export interface PeerInfo {
   identity: string;
+  identities: string[];
   address: string;
 }
 
@@ -108,7 +110,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     this.wss.handleUpgrade(request, socket, head, (ws) => {
       socket.setTimeout(0);
       const session = new Session(new WsTransport(ws, socket), { ...this.options.session, client: false });
-      this.emit('session', session, { identity: admission.identity, address: addressOf(socket) });
+      this.emit('session', session, { identity: admission.identity, identities: admission.identities, address: addressOf(socket) });
     });
   }
 

@@ -37,6 +37,8 @@ test('bad flags exit 2 with one line naming the flag', async () => {
     [['source', '--connect', 'wss://x:1', '--route', 'a=/tmp/a.sock', '--stream-window', '1K', ...sourceTls()], /--stream-window 1K: must be between 256K/],
     [['source', '--connect', 'wss://x:1', '--route', 'a=/tmp/a.sock', '--log-level', 'loud', ...sourceTls()], /--log-level/],
     [['dest', '--route', 'a=/tmp/a.sock', ...destTls()], /required option '--listen/],
+    [['dest', '--listen', '127.0.0.1:1', '--route', 'a=/tmp/a.sock', '--allow', 'a=hv*.example.org', ...destTls()], /--allow 'a=hv\*\.example\.org': 'hv\*\.example\.org': '\*' may only be the whole leftmost label/],
+    [['dest', '--listen', '127.0.0.1:1', '--route', 'a=/tmp/a.sock', '--allow', 'b=hv1.example.org', ...destTls()], /--allow 'b=hv1\.example\.org': route 'b' is not given with --route/],
   ];
   for (const [args, expected] of cases) {
     const { code, stderr } = await cli(args);
@@ -104,12 +106,14 @@ test('source sockets: a stale socket is replaced, a live one or a non-socket pat
   }
 });
 
-test('dest prints "listening" with the bound port', async () => {
+test('dest prints "listening" with the bound port, and warns when no --allow limits the routes', async () => {
   const dest = await startProxy(['dest', '--listen', '127.0.0.1:0', '--route', 'a=/tmp/a.sock', ...destTls()], 'listening');
   try {
     const line = await dest.waitForLog((l) => l.msg === 'listening');
     assert.ok(Number(line.port) > 0);
     assert.equal(line.level, 30);
+    const warning = await dest.waitForLog((l) => /no --allow given/.test(String(l.msg)));
+    assert.equal(warning.level, 40);
   } finally {
     await dest.stop();
   }

@@ -43,11 +43,22 @@ before(async () => {
     dir,
     pki,
     disks: [{ name: 'good', size: 256 * MiB, seed: 7 }],
-    destArgs: ['--route', `counted=${countedSocket}`, '--route', `missing=${join(dir, 'missing.sock')}`, '--token-file', tokenFile],
+    destArgs: [
+      '--route', `counted=${countedSocket}`,
+      '--route', `missing=${join(dir, 'missing.sock')}`,
+      '--route', `forbidden=${countedSocket}`,
+      '--token-file', tokenFile,
+      // hv1.example.org may use every route but 'forbidden'; the wildcard covers the disk.
+      '--allow', 'good=*.example.org',
+      '--allow', 'counted=hv1.example.org,hv2.example.org',
+      '--allow', 'missing=hv1.example.org',
+      '--allow', 'forbidden=hv9.example.org',
+    ],
     sourceArgs: [
       '--route', `counted=${join(dir, 'src-counted.sock')}`,
       '--route', `missing=${join(dir, 'src-missing.sock')}`,
       '--route', `unknown=${join(dir, 'src-unknown.sock')}`,
+      '--route', `forbidden=${join(dir, 'src-forbidden.sock')}`,
       '--token-file', tokenFile,
     ],
   });
@@ -87,6 +98,15 @@ test('unknown route: refused with the destination\'s message, nothing connected'
   assert.equal(line.reason, "route 'unknown' is not configured on the destination");
   assert.equal(line.code, 'unknown-route');
   await rig.tunnel!.dest.waitForLog((l) => l.msg === 'stream refused' && l.route === 'unknown');
+});
+
+test('a route the client is not allowed to use: refused with the client\'s name, nothing connected', async () => {
+  await connectAndExpectClose(join(dir, 'src-forbidden.sock'));
+  const line = await rig.tunnel!.source.waitForLog((l) => l.msg === 'stream refused by the destination' && l.route === 'forbidden');
+  assert.equal(line.reason, "client 'hv1.example.org' is not allowed to use route 'forbidden'");
+  assert.equal(line.code, 'not-allowed');
+  const destLine = await rig.tunnel!.dest.waitForLog((l) => l.msg === 'stream refused' && l.route === 'forbidden');
+  assert.equal(destLine.reason, "client 'hv1.example.org' is not allowed to use route 'forbidden'");
 });
 
 test('destination socket missing: refused naming the path and errno', async () => {
