@@ -21,9 +21,14 @@ function addCommonOptions(command: Command): Command {
         .default([])
         .env('NBD_TUNNEL_ROUTE'),
     )
-    .addOption(new Option('--ca <FILE>', 'CA certificate (PEM) the peer must be signed by').env('NBD_TUNNEL_CA').makeOptionMandatory())
-    .addOption(new Option('--cert <FILE>', 'this side\'s certificate (PEM)').env('NBD_TUNNEL_CERT').makeOptionMandatory())
-    .addOption(new Option('--key <FILE>', 'this side\'s private key (PEM)').env('NBD_TUNNEL_KEY').makeOptionMandatory())
+    .addOption(new Option('--ca <FILE>', 'CA certificate (PEM) the peer must be signed by').env('NBD_TUNNEL_CA'))
+    .addOption(new Option('--cert <FILE>', 'this side\'s certificate (PEM)').env('NBD_TUNNEL_CERT'))
+    .addOption(new Option('--key <FILE>', 'this side\'s private key (PEM)').env('NBD_TUNNEL_KEY'))
+    .addOption(
+      new Option('--pki-dir <DIR>', 'certificates as QEMU/libvirt keep them: ca-cert.pem, server-*.pem (dest) or client-*.pem (source)').env(
+        'NBD_TUNNEL_PKI_DIR',
+      ),
+    )
     .addOption(new Option('--token-file <FILE>', 'bearer token required in addition to the certificate').env('NBD_TUNNEL_TOKEN_FILE'))
     .addOption(new Option('--log-level <LEVEL>', 'log level').choices(LOG_LEVELS).default('info').env('NBD_TUNNEL_LOG_LEVEL'))
     .addOption(

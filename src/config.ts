@@ -2,7 +2,7 @@
 // (commander applies the first two; this file checks values and reads files).
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { patternProblem } from './dest/index.js';
 import type { LogLevel } from './log.js';
 import {
@@ -62,9 +62,11 @@ export interface SourceConfig extends CommonConfig {
 /** Raw option values as commander hands them over. */
 export interface CommonFlags {
   route: string[];
-  ca: string;
-  cert: string;
-  key: string;
+  ca?: string;
+  cert?: string;
+  key?: string;
+  /** A directory in the layout QEMU and libvirt use (/etc/pki/qemu). */
+  pkiDir?: string;
   tokenFile?: string;
   logLevel: LogLevel;
   logFormat: 'auto' | 'json';
@@ -106,7 +108,7 @@ const UNIX_PATH_MAX = 107; // sun_path is 108 bytes with the terminating NUL
 export function destConfig(flags: DestFlags): DestConfig {
   const { host, port } = parseListen(flags.listen);
   const workers = parseProcesses('--workers', flags.workers);
-  const common = commonConfig(flags, workers, '--workers');
+  const common = commonConfig(flags, workers, '--workers', 'server');
   return { ...common, host, port, workers, allow: parseAllow(flags.allow, common.routes) };
 }
 
@@ -121,7 +123,7 @@ export function sourceConfig(flags: SourceFlags): SourceConfig {
   if (!url.port) throw new ConfigError(`--connect '${flags.connect}': give the port, as in wss://HOST:PORT`);
   const connections = parseProcesses('--connections', flags.connections);
   return {
-    ...commonConfig(flags, connections, '--connections'),
+    ...commonConfig(flags, connections, '--connections', 'client'),
     url: url.toString(),
     servername: flags.servername,
     connections,
@@ -129,7 +131,7 @@ export function sourceConfig(flags: SourceFlags): SourceConfig {
   };
 }
 
-function commonConfig(flags: CommonFlags, processes: number, processFlag: string): CommonConfig {
+function commonConfig(flags: CommonFlags, processes: number, processFlag: string, pkiRole: 'server' | 'client'): CommonConfig {
   if (flags.metrics !== undefined && processes > 1) {
     throw new ConfigError(`--metrics: not available with ${processFlag} above 1 yet (each process would need its own port)`);
   }
@@ -141,7 +143,7 @@ function commonConfig(flags: CommonFlags, processes: number, processFlag: string
   }
   return {
     routes: parseRoutes(flags.route),
-    tls: readTls(flags),
+    tls: readTls(flags, pkiRole),
     token: flags.tokenFile === undefined ? undefined : readToken(flags.tokenFile),
     logLevel: flags.logLevel,
     logFormat: flags.logFormat,
@@ -156,12 +158,21 @@ function commonConfig(flags: CommonFlags, processes: number, processFlag: string
   };
 }
 
-function readTls(flags: CommonFlags): TlsFiles {
-  const ca = readPem('--ca', flags.ca);
-  const cert = readPem('--cert', flags.cert);
-  checkValidity('--cert', flags.cert, cert);
-  const key = readPem('--key', flags.key);
-  refuseWorldReadable('--key', flags.key);
+/** --ca/--cert/--key, each defaulting to its file in --pki-dir (ca-cert.pem, <role>-cert.pem, <role>-key.pem). */
+function readTls(flags: CommonFlags, pkiRole: 'server' | 'client'): TlsFiles {
+  const path = (flag: string, given: string | undefined, file: string): string => {
+    if (given !== undefined) return given;
+    if (flags.pkiDir !== undefined) return join(flags.pkiDir, file);
+    throw new ConfigError(`${flag}: required (or --pki-dir with ${file})`);
+  };
+  const caPath = path('--ca', flags.ca, 'ca-cert.pem');
+  const certPath = path('--cert', flags.cert, `${pkiRole}-cert.pem`);
+  const keyPath = path('--key', flags.key, `${pkiRole}-key.pem`);
+  const ca = readPem('--ca', caPath);
+  const cert = readPem('--cert', certPath);
+  checkValidity('--cert', certPath, cert);
+  const key = readPem('--key', keyPath);
+  refuseWorldReadable('--key', keyPath);
   return { ca, cert, key };
 }
 

@@ -173,3 +173,33 @@ test('--socket-mode and --socket-group set who may connect to the route sockets'
     await source.stop();
   }
 });
+
+test('--pki-dir reads the files where QEMU and libvirt keep them; a missing one is named', async () => {
+  const serverDir = join(dir, 'pki-server');
+  const clientDir = join(dir, 'pki-client');
+  await mkdir(serverDir);
+  await mkdir(clientDir);
+  const copy = async (from: string, to: string) => writeFile(to, await readFile(from), { mode: 0o600 });
+  await copy(pki.caCert, join(serverDir, 'ca-cert.pem'));
+  await copy(pki.serverCert, join(serverDir, 'server-cert.pem'));
+  await copy(pki.serverKey, join(serverDir, 'server-key.pem'));
+  await copy(pki.caCert, join(clientDir, 'ca-cert.pem'));
+  await copy(pki.clientCert, join(clientDir, 'client-cert.pem'));
+  const missing = await cli(['source', '--connect', 'wss://localhost:1', '--route', 'a=/tmp/a.sock', '--pki-dir', clientDir]);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /--key .*client-key\.pem: cannot read: ENOENT/);
+  await copy(pki.clientKey, join(clientDir, 'client-key.pem'));
+  const dest = await startProxy(['dest', '--listen', '127.0.0.1:0', '--route', 'a=/tmp/a.sock', '--pki-dir', serverDir], 'listening');
+  try {
+    const port = Number((await dest.waitForLog((l) => l.msg === 'listening')).port);
+    const source = await startProxy(['source', '--connect', `wss://localhost:${port}`, '--route', `a=${join(dir, 'pki.sock')}`, '--pki-dir', clientDir], 'ready');
+    try {
+      await source.waitForLog((l) => l.msg === 'connected');
+      await dest.waitForLog((l) => l.msg === 'session opened' && l.client === 'hv1.example.org');
+    } finally {
+      await source.stop();
+    }
+  } finally {
+    await dest.stop();
+  }
+});
