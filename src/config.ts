@@ -30,6 +30,8 @@ export interface CommonConfig {
   /** Route name to UNIX socket path. */
   routes: Map<string, string>;
   tls: TlsFiles;
+  /** Reads the certificate files again (SIGHUP); throws ConfigError as at start. */
+  reloadTls(): TlsFiles;
   token: string | undefined;
   logLevel: LogLevel;
   /** 'auto': on a terminal, without an explicit --log-level, the source shows progress bars. */
@@ -144,6 +146,7 @@ function commonConfig(flags: CommonFlags, processes: number, processFlag: string
   return {
     routes: parseRoutes(flags.route),
     tls: readTls(flags, pkiRole),
+    reloadTls: () => readTls(flags, pkiRole),
     token: flags.tokenFile === undefined ? undefined : readToken(flags.tokenFile),
     logLevel: flags.logLevel,
     logFormat: flags.logFormat,

@@ -80,6 +80,10 @@ export function superviseWorkers(count: number, log: Logger): Promise<Supervisor
       );
     };
 
+    // SIGHUP (reload certificates) is for the workers, which hold the TLS state.
+    process.on('SIGHUP', () => {
+      for (const worker of workers) worker.process.kill('SIGHUP');
+    });
     for (let i = 0; i < count; i++) fork();
   });
 }

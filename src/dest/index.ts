@@ -54,6 +54,15 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
   const address = await server.listen().catch((error: NodeJS.ErrnoException) => {
     throw new Error(`--listen ${config.host}:${config.port}: cannot listen: ${error.code ?? error.message}`);
   });
+  const onHangup = (): void => {
+    try {
+      server.setTls(config.reloadTls());
+      log.info('certificates reloaded; new connections use them');
+    } catch (error) {
+      log.error({ reason: (error as Error).message }, 'certificate reload failed; keeping the current ones');
+    }
+  };
+  process.on('SIGHUP', onHangup);
   const metrics = await startMetrics(config.metrics, registry, 'dest').catch(async (error: Error) => {
     await server.close();
     throw error;
@@ -61,6 +70,7 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
   return {
     readyFields: { host: address.address, port: address.port, routes: Object.fromEntries(config.routes), ...metrics.fields },
     async close() {
+      process.off('SIGHUP', onHangup);
       await metrics.close();
       const closing = server.close();
       for (const session of sessions) session.close(new Error('destination shutting down'));

@@ -16,10 +16,15 @@ export class Connector {
   sessionNumber = 0;
 
   constructor(
-    private readonly options: ClientOptions,
+    private options: ClientOptions,
     private readonly log: Logger,
     private readonly registry: Registry,
   ) {}
+
+  /** New certificates for the next connection (SIGHUP); the live session keeps its own. */
+  setTls(tls: { ca: Buffer; cert: Buffer; key: Buffer }): void {
+    this.options = { ...this.options, ...tls };
+  }
 
   start(): void {
     void this.acquire().catch(() => {}); // failures are logged and retried

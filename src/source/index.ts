@@ -99,6 +99,15 @@ function startTunnel(config: SourceConfig, log: Logger): { dispatch: Dispatch; r
     registry,
   );
   connector.start();
+  const onHangup = (): void => {
+    try {
+      connector.setTls(config.reloadTls());
+      log.info('certificates reloaded; the next connection uses them');
+    } catch (error) {
+      log.error({ reason: (error as Error).message }, 'certificate reload failed; keeping the current ones');
+    }
+  };
+  process.on('SIGHUP', onHangup);
   return {
     registry,
     dispatch: (socket, route) =>
@@ -106,7 +115,10 @@ function startTunnel(config: SourceConfig, log: Logger): { dispatch: Dispatch; r
         log.error({ route, reason: error.message }, 'stream failed: internal error');
         socket.destroy();
       }),
-    stop: () => connector.stop(),
+    stop: () => {
+      process.off('SIGHUP', onHangup);
+      connector.stop();
+    },
   };
 }
 

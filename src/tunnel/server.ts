@@ -87,6 +87,11 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     });
   }
 
+  /** New certificates for connections accepted from now on. */
+  setTls(tls: { cert: Buffer; key: Buffer; ca: Buffer }): void {
+    this.https.setSecureContext({ ...tls, minVersion: 'TLSv1.3' });
+  }
+
   /** Stops accepting; sessions already running are the caller's to close. */
   close(): Promise<void> {
     return new Promise((resolve) => this.https.close(() => resolve()));

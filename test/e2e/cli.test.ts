@@ -203,3 +203,40 @@ test('--pki-dir reads the files where QEMU and libvirt keep them; a missing one 
     await dest.stop();
   }
 });
+
+test('SIGHUP reloads the certificates for new connections; a broken file keeps the old ones', async () => {
+  const serverDir = join(dir, 'pki-reload');
+  await mkdir(serverDir);
+  const copy = async (from: string, to: string) => writeFile(to, await readFile(from), { mode: 0o600 });
+  await copy(pki.caCert, join(serverDir, 'ca-cert.pem'));
+  await copy(pki.serverCert, join(serverDir, 'server-cert.pem'));
+  await copy(pki.serverKey, join(serverDir, 'server-key.pem'));
+  const dest = await startProxy(['dest', '--listen', '127.0.0.1:0', '--route', 'a=/tmp/a.sock', '--pki-dir', serverDir], 'listening');
+  const port = Number((await dest.waitForLog((l) => l.msg === 'listening')).port);
+  const connectOnce = async (name: string) => {
+    const source = await startProxy(['source', '--connect', `wss://localhost:${port}`, '--route', `a=${join(dir, `${name}.sock`)}`, ...sourceTls()], 'ready');
+    try {
+      return await source.waitForLog((l) => l.msg === 'connected' || l.msg === 'connect failed');
+    } finally {
+      await source.stop();
+    }
+  };
+  try {
+    assert.equal((await connectOnce('before')).msg, 'connected');
+    // A broken certificate file: the reload fails and the running certificate stays.
+    await writeFile(join(serverDir, 'server-cert.pem'), 'not a certificate', { mode: 0o600 });
+    dest.child.proc.kill('SIGHUP');
+    await dest.waitForLog((l) => l.msg === 'certificate reload failed; keeping the current ones');
+    assert.equal((await connectOnce('broken')).msg, 'connected');
+    // A certificate for another name: after the reload, new connections to "localhost" are refused.
+    await copy(pki.wrongNameServerCert, join(serverDir, 'server-cert.pem'));
+    await copy(pki.wrongNameServerKey, join(serverDir, 'server-key.pem'));
+    dest.child.proc.kill('SIGHUP');
+    await dest.waitForLog((l) => l.msg === 'certificates reloaded; new connections use them');
+    const after = await connectOnce('after');
+    assert.equal(after.msg, 'connect failed');
+    assert.match(String(after.reason), /does not name this host/);
+  } finally {
+    await dest.stop();
+  }
+});
