@@ -164,6 +164,12 @@ addCommonOptions(
         .default([])
         .env('NBD_TUNNEL_ALLOW'),
     )
+    .addOption(new Option('--max-sessions <N>', 'sessions (source connections) served at once').default(DEFAULTS.maxSessions).env('NBD_TUNNEL_MAX_SESSIONS'))
+    .addOption(
+      new Option('--handshake-timeout <SECONDS>', 'a new connection must finish TLS and the upgrade within this')
+        .default(DEFAULTS.handshakeTimeout)
+        .env('NBD_TUNNEL_HANDSHAKE_TIMEOUT'),
+    )
     .addOption(
       new Option('--workers <N>', 'processes serving the port (one per tunnel connection at a time)')
         .default(DEFAULTS.processes)

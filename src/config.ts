@@ -50,6 +50,9 @@ export interface DestConfig extends CommonConfig {
   workers: number;
   /** --allow: route → client identity patterns; undefined when none is given. */
   allow: Map<string, string[]> | undefined;
+  maxSessions: number;
+  /** TLS handshake + upgrade deadline for a new connection. */
+  upgradeTimeoutMs: number;
 }
 
 export interface SourceConfig extends CommonConfig {
@@ -84,6 +87,8 @@ export interface DestFlags extends CommonFlags {
   listen: string;
   workers: string;
   allow: string[];
+  maxSessions: string;
+  handshakeTimeout: string;
 }
 
 export interface SourceFlags extends CommonFlags {
@@ -101,6 +106,8 @@ export const DEFAULTS = {
   keepaliveTimeout: String(DEFAULT_KEEPALIVE_TIMEOUT_MS / 1000),
   processes: '1',
   socketMode: '0660',
+  maxSessions: '64',
+  handshakeTimeout: '10',
 };
 
 const MAX_PROCESSES = 64;
@@ -111,7 +118,15 @@ export function destConfig(flags: DestFlags): DestConfig {
   const { host, port } = parseListen(flags.listen);
   const workers = parseProcesses('--workers', flags.workers);
   const common = commonConfig(flags, workers, '--workers', 'server');
-  return { ...common, host, port, workers, allow: parseAllow(flags.allow, common.routes) };
+  return {
+    ...common,
+    host,
+    port,
+    workers,
+    allow: parseAllow(flags.allow, common.routes),
+    maxSessions: parsePositiveInt('--max-sessions', flags.maxSessions),
+    upgradeTimeoutMs: parseSeconds('--handshake-timeout', flags.handshakeTimeout),
+  };
 }
 
 export function sourceConfig(flags: SourceFlags): SourceConfig {

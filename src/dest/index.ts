@@ -15,14 +15,19 @@ export interface RunningDest {
 }
 
 export async function runDest(config: DestConfig, log: Logger): Promise<RunningDest> {
+  const sessions = new Set<Session>();
+  const admission = createAdmission(config.token);
   const server = new TunnelServer({
     host: config.host,
     port: config.port,
     ...config.tls,
-    admit: createAdmission(config.token),
+    admit: (request, socket) =>
+      sessions.size >= config.maxSessions
+        ? { ok: false, status: 503, reason: `the destination already serves ${sessions.size} sessions, its limit (--max-sessions)` }
+        : admission(request, socket),
+    upgradeTimeoutMs: config.upgradeTimeoutMs,
     session: config.session,
   });
-  const sessions = new Set<Session>();
   const registry = new Registry();
   const observation = { registry, inspect: config.inspect };
   let sessionSeq = 0;

@@ -22,6 +22,8 @@ export interface ServerOptions {
   /** Decides on each upgrade request; the TLS layer has already asked for a client certificate. */
   admit(request: IncomingMessage, socket: TLSSocket): Admission;
   session?: Omit<SessionOptions, 'client'>;
+  /** TLS handshake plus WebSocket upgrade must finish within this (a hard deadline, not idle time). */
+  upgradeTimeoutMs?: number;
 }
 
 export interface PeerInfo {
@@ -47,15 +49,19 @@ const STATUS_TEXT: Readonly<Record<number, string>> = {
 export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   private readonly https: Server;
   private readonly wss: WebSocketServer;
+  private readonly upgradeTimeoutMs: number;
+  /** Deadlines of connections that are not sessions yet. */
+  private readonly deadlines = new WeakMap<Socket, NodeJS.Timeout>();
 
   constructor(private readonly options: ServerOptions) {
     super();
+    this.upgradeTimeoutMs = options.upgradeTimeoutMs ?? UPGRADE_TIMEOUT_MS;
     this.https = createServer({
       cert: options.cert,
       key: options.key,
       ca: options.ca,
       minVersion: 'TLSv1.3',
-      handshakeTimeout: UPGRADE_TIMEOUT_MS,
+      handshakeTimeout: options.upgradeTimeoutMs ?? UPGRADE_TIMEOUT_MS,
       requestCert: true,
       // Verified in admit() instead, so that a refused client is told why over HTTP.
       rejectUnauthorized: false,
@@ -113,7 +119,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       return;
     }
     this.wss.handleUpgrade(request, socket, head, (ws) => {
-      socket.setTimeout(0);
+      clearTimeout(this.deadlines.get(socket));
       const session = new Session(new WsTransport(ws, socket), { ...this.options.session, client: false });
       this.emit('session', session, { identity: admission.identity, identities: admission.identities, address: addressOf(socket) });
     });
@@ -128,12 +134,14 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     );
   }
 
-  /** An unauthenticated connection gets UPGRADE_TIMEOUT_MS to become a session. */
+  /** A connection that is not a session by the deadline is dropped, however slowly it trickles bytes. */
   private armUpgradeDeadline(socket: TLSSocket): void {
-    socket.setTimeout(UPGRADE_TIMEOUT_MS, () => {
-      this.emit('refused', { address: addressOf(socket) }, 408, `no WebSocket upgrade within ${UPGRADE_TIMEOUT_MS} ms`);
+    const timer = setTimeout(() => {
+      this.emit('refused', { address: addressOf(socket) }, 408, `no WebSocket upgrade within ${this.upgradeTimeoutMs} ms`);
       socket.destroy();
-    });
+    }, this.upgradeTimeoutMs);
+    this.deadlines.set(socket, timer);
+    socket.once('close', () => clearTimeout(timer));
   }
 }
 
