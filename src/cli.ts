@@ -43,6 +43,7 @@ function addCommonOptions(command: Command): Command {
         .env('NBD_TUNNEL_STREAM_WINDOW'),
     )
     .addOption(new Option('--max-streams <N>', 'streams the peer may have open per session').default(DEFAULTS.maxStreams).env('NBD_TUNNEL_MAX_STREAMS'))
+    .addOption(new Option('--insecure', 'plain ws:// without TLS or certificates; only on loopback addresses (tests, local relays)'))
     .addOption(new Option('--metrics <HOST:PORT>', 'serve /metrics (Prometheus) and /status (JSON) over HTTP here').env('NBD_TUNNEL_METRICS'))
     .addOption(new Option('--no-inspect', 'do not follow NBD in streams (no export, progress or NBD error lines)').env('NBD_TUNNEL_NO_INSPECT'))
     .addOption(

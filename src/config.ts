@@ -4,7 +4,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { patternProblem } from './dest/index.js';
-import type { LogLevel } from './log.js';
+import type { Logger, LogLevel } from './log.js';
 import {
   DEFAULT_KEEPALIVE_INTERVAL_MS,
   DEFAULT_KEEPALIVE_TIMEOUT_MS,
@@ -29,9 +29,10 @@ export interface TlsFiles {
 export interface CommonConfig {
   /** Route name to UNIX socket path. */
   routes: Map<string, string>;
-  tls: TlsFiles;
+  /** undefined with --insecure (plain ws:// on loopback). */
+  tls: TlsFiles | undefined;
   /** Reads the certificate files again (SIGHUP); throws ConfigError as at start. */
-  reloadTls(): TlsFiles;
+  reloadTls(): TlsFiles | undefined;
   token: string | undefined;
   logLevel: LogLevel;
   /** 'auto': on a terminal, without an explicit --log-level, the source shows progress bars. */
@@ -72,6 +73,7 @@ export interface CommonFlags {
   key?: string;
   /** A directory in the layout QEMU and libvirt use (/etc/pki/qemu). */
   pkiDir?: string;
+  insecure?: boolean;
   tokenFile?: string;
   logLevel: LogLevel;
   logFormat: 'auto' | 'json';
@@ -116,6 +118,9 @@ const UNIX_PATH_MAX = 107; // sun_path is 108 bytes with the terminating NUL
 
 export function destConfig(flags: DestFlags): DestConfig {
   const { host, port } = parseListen(flags.listen);
+  if (flags.insecure && !isLoopback(host)) {
+    throw new ConfigError(`--insecure: plain ws:// only on a loopback --listen address, not '${host}'`);
+  }
   const workers = parseProcesses('--workers', flags.workers);
   const common = commonConfig(flags, workers, '--workers', 'server');
   return {
@@ -136,7 +141,13 @@ export function sourceConfig(flags: SourceFlags): SourceConfig {
   } catch {
     throw new ConfigError(`--connect '${flags.connect}': not a URL; expected wss://HOST:PORT`);
   }
-  if (url.protocol !== 'wss:') throw new ConfigError(`--connect '${flags.connect}': the scheme must be wss://`);
+  if (flags.insecure) {
+    if (url.protocol !== 'ws:' || !isLoopback(url.hostname.replace(/^\[|\]$/g, ''))) {
+      throw new ConfigError(`--insecure: only with --connect ws://LOOPBACK:PORT, not '${flags.connect}'`);
+    }
+  } else if (url.protocol !== 'wss:') {
+    throw new ConfigError(`--connect '${flags.connect}': the scheme must be wss:// (ws:// only with --insecure, on loopback)`);
+  }
   if (!url.port) throw new ConfigError(`--connect '${flags.connect}': give the port, as in wss://HOST:PORT`);
   const connections = parseProcesses('--connections', flags.connections);
   return {
@@ -160,8 +171,8 @@ function commonConfig(flags: CommonFlags, processes: number, processFlag: string
   }
   return {
     routes: parseRoutes(flags.route),
-    tls: readTls(flags, pkiRole),
-    reloadTls: () => readTls(flags, pkiRole),
+    tls: flags.insecure ? undefined : readTls(flags, pkiRole),
+    reloadTls: () => (flags.insecure ? undefined : readTls(flags, pkiRole)),
     token: flags.tokenFile === undefined ? undefined : readToken(flags.tokenFile),
     logLevel: flags.logLevel,
     logFormat: flags.logFormat,
@@ -237,6 +248,11 @@ function parseSeconds(flag: string, value: string): number {
   const seconds = Number(value);
   if (!Number.isFinite(seconds) || seconds < 0) throw new ConfigError(`${flag} '${value}': expected seconds, 0 or more`);
   return Math.round(seconds * 1000);
+}
+
+/** Loopback: 127.0.0.0/8, ::1, localhost. */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 function parseAllow(values: string[], routes: ReadonlyMap<string, string>): Map<string, string[]> | undefined {
@@ -336,4 +352,23 @@ function readToken(path: string): string {
   refuseWorldReadable('--token-file', path);
   if (token === '') throw new ConfigError(`--token-file ${path}: the file is empty`);
   return token;
+}
+
+/**
+ * SIGHUP: read the certificate files again and hand them to `apply`; a file that fails the checks
+ * keeps the current certificates. Returns the function that stops listening for SIGHUP.
+ */
+export function reloadOnHangup(config: CommonConfig, apply: (tls: TlsFiles) => void, log: Logger, applied: string): () => void {
+  const onHangup = (): void => {
+    try {
+      const tls = config.reloadTls();
+      if (!tls) return; // --insecure: no certificates
+      apply(tls);
+      log.info(applied);
+    } catch (error) {
+      log.error({ reason: (error as Error).message }, 'certificate reload failed; keeping the current ones');
+    }
+  };
+  process.on('SIGHUP', onHangup);
+  return () => process.off('SIGHUP', onHangup);
 }

@@ -1,14 +1,28 @@
 // Who may open a session: a client certificate signed by --ca, and the bearer token if one is set.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import type { TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import { explainClientCertError, type Admission } from '../tunnel/index.js';
 import { certificateIdentities } from './authorization.js';
+
+const INSECURE_IDENTITY = 'insecure loopback client';
 
 export function createAdmission(token: string | undefined) {
   // Digests have equal lengths, so the comparison's time says nothing about the token.
   const expected = token === undefined ? undefined : digest(token);
-  return (request: IncomingMessage, socket: TLSSocket): Admission => {
+  const checkToken = (request: IncomingMessage, identity: string): Admission | null => {
+    if (expected === undefined) return null;
+    const header = request.headers.authorization ?? '';
+    const presented = header.startsWith('Bearer ') ? header.slice('Bearer '.length) : '';
+    if (timingSafeEqual(digest(presented), expected)) return null;
+    return { ok: false, status: 403, reason: `client '${identity}' presented a wrong or missing token (--token-file)` };
+  };
+  return (request: IncomingMessage, socket: Socket): Admission => {
+    if (!(socket instanceof TLSSocket)) {
+      // --insecure on loopback: no certificate to name the client; the token still applies.
+      return checkToken(request, INSECURE_IDENTITY) ?? { ok: true, identity: INSECURE_IDENTITY, identities: [] };
+    }
     const certificate = socket.getPeerCertificate();
     if (!certificate || Object.keys(certificate).length === 0) {
       return { ok: false, status: 401, reason: 'no client certificate: the source must present --cert/--key signed by the destination\'s --ca' };
@@ -21,14 +35,7 @@ export function createAdmission(token: string | undefined) {
     }
     const cn = certificate.subject?.CN;
     const identity = (Array.isArray(cn) ? cn[0] : cn) ?? certificate.fingerprint256;
-    if (expected !== undefined) {
-      const header = request.headers.authorization ?? '';
-      const presented = header.startsWith('Bearer ') ? header.slice('Bearer '.length) : '';
-      if (!timingSafeEqual(digest(presented), expected)) {
-        return { ok: false, status: 403, reason: `client '${identity}' presented a wrong or missing token (--token-file)` };
-      }
-    }
-    return { ok: true, identity, identities: certificateIdentities(certificate.subject?.CN, certificate.subjectaltname) };
+    return checkToken(request, identity) ?? { ok: true, identity, identities: certificateIdentities(certificate.subject?.CN, certificate.subjectaltname) };
   };
 }
 

@@ -1,5 +1,5 @@
 // The destination proxy: one TLS WebSocket port, many sessions, each stream to its route's socket.
-import type { DestConfig } from '../config.js';
+import { reloadOnHangup, type DestConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import { Registry, startMetrics } from '../metrics/index.js';
 import { ProtocolError, TunnelServer, type Session } from '../tunnel/index.js';
@@ -20,7 +20,7 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
   const server = new TunnelServer({
     host: config.host,
     port: config.port,
-    ...config.tls,
+    tls: config.tls,
     admit: (request, socket) =>
       sessions.size >= config.maxSessions
         ? { ok: false, status: 503, reason: `the destination already serves ${sessions.size} sessions, its limit (--max-sessions)` }
@@ -59,15 +59,7 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
   const address = await server.listen().catch((error: NodeJS.ErrnoException) => {
     throw new Error(`--listen ${config.host}:${config.port}: cannot listen: ${error.code ?? error.message}`);
   });
-  const onHangup = (): void => {
-    try {
-      server.setTls(config.reloadTls());
-      log.info('certificates reloaded; new connections use them');
-    } catch (error) {
-      log.error({ reason: (error as Error).message }, 'certificate reload failed; keeping the current ones');
-    }
-  };
-  process.on('SIGHUP', onHangup);
+  const stopReload = reloadOnHangup(config, (tls) => server.setTls(tls), log, 'certificates reloaded; new connections use them');
   const metrics = await startMetrics(config.metrics, registry, 'dest').catch(async (error: Error) => {
     await server.close();
     throw error;
@@ -75,7 +67,7 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
   return {
     readyFields: { host: address.address, port: address.port, routes: Object.fromEntries(config.routes), ...metrics.fields },
     async close() {
-      process.off('SIGHUP', onHangup);
+      stopReload();
       await metrics.close();
       const closing = server.close();
       for (const session of sessions) session.close(new Error('destination shutting down'));

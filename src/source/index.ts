@@ -2,7 +2,7 @@
 // Alone, one process listens and tunnels. With --connections N, the primary listens and hands
 // each accepted connection to one of N workers, each holding its own tunnel connection.
 import type { Server, Socket } from 'node:net';
-import type { SourceConfig } from '../config.js';
+import { reloadOnHangup, type SourceConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import { Registry, startMetrics } from '../metrics/index.js';
 import type { StatusDocument } from '../status/index.js';
@@ -99,15 +99,7 @@ function startTunnel(config: SourceConfig, log: Logger): { dispatch: Dispatch; r
     registry,
   );
   connector.start();
-  const onHangup = (): void => {
-    try {
-      connector.setTls(config.reloadTls());
-      log.info('certificates reloaded; the next connection uses them');
-    } catch (error) {
-      log.error({ reason: (error as Error).message }, 'certificate reload failed; keeping the current ones');
-    }
-  };
-  process.on('SIGHUP', onHangup);
+  const stopReload = reloadOnHangup(config, (tls) => connector.setTls(tls), log, 'certificates reloaded; the next connection uses them');
   return {
     registry,
     dispatch: (socket, route) =>
@@ -116,7 +108,7 @@ function startTunnel(config: SourceConfig, log: Logger): { dispatch: Dispatch; r
         socket.destroy();
       }),
     stop: () => {
-      process.off('SIGHUP', onHangup);
+      stopReload();
       connector.stop();
     },
   };

@@ -9,9 +9,10 @@ import { WsTransport } from './ws-transport.js';
 
 export interface ClientOptions {
   url: string;
-  ca: Buffer;
-  cert: Buffer;
-  key: Buffer;
+  /** Absent only for ws:// (--insecure, loopback). */
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
   /** Name to expect in the destination's certificate (and send as SNI), if not the URL's host. */
   servername?: string;
   token?: string;

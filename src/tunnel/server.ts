@@ -1,10 +1,9 @@
 // The destination's side of the tunnel: a TLS 1.3 HTTPS server that upgrades authenticated
 // requests to WebSockets and runs a yamux server session on each.
 import { EventEmitter } from 'node:events';
-import { createServer, type Server } from 'node:https';
-import type { IncomingMessage } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import { WebSocketServer } from 'ws';
 import { DEFAULT_MAX_FRAME_PAYLOAD, SUBPROTOCOL, UPGRADE_TIMEOUT_MS } from './const.js';
 import { Session, type SessionOptions } from './session.js';
@@ -16,11 +15,10 @@ export type Admission = { ok: true; identity: string; identities: string[] } | {
 export interface ServerOptions {
   host: string;
   port: number;
-  cert: Buffer;
-  key: Buffer;
-  ca: Buffer;
-  /** Decides on each upgrade request; the TLS layer has already asked for a client certificate. */
-  admit(request: IncomingMessage, socket: TLSSocket): Admission;
+  /** undefined: plain ws:// (--insecure, loopback only; the caller checks the address). */
+  tls: { cert: Buffer; key: Buffer; ca: Buffer } | undefined;
+  /** Decides on each upgrade request; with TLS, a client certificate has been asked for. */
+  admit(request: IncomingMessage, socket: Socket): Admission;
   session?: Omit<SessionOptions, 'client'>;
   /** TLS handshake plus WebSocket upgrade must finish within this (a hard deadline, not idle time). */
   upgradeTimeoutMs?: number;
@@ -47,7 +45,7 @@ const STATUS_TEXT: Readonly<Record<number, string>> = {
 };
 
 export class TunnelServer extends EventEmitter<TunnelServerEvents> {
-  private readonly https: Server;
+  private readonly https: HttpServer | HttpsServer;
   private readonly wss: WebSocketServer;
   private readonly upgradeTimeoutMs: number;
   /** Deadlines of connections that are not sessions yet. */
@@ -56,31 +54,29 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   constructor(private readonly options: ServerOptions) {
     super();
     this.upgradeTimeoutMs = options.upgradeTimeoutMs ?? UPGRADE_TIMEOUT_MS;
-    this.https = createServer({
-      cert: options.cert,
-      key: options.key,
-      ca: options.ca,
-      minVersion: 'TLSv1.3',
-      handshakeTimeout: options.upgradeTimeoutMs ?? UPGRADE_TIMEOUT_MS,
-      requestCert: true,
-      // Verified in admit() instead, so that a refused client is told why over HTTP.
-      rejectUnauthorized: false,
-    });
+    this.https = options.tls
+      ? createHttpsServer({
+          ...options.tls,
+          minVersion: 'TLSv1.3',
+          handshakeTimeout: this.upgradeTimeoutMs,
+          requestCert: true,
+          // Verified in admit() instead, so that a refused client is told why over HTTP.
+          rejectUnauthorized: false,
+        })
+      : createHttpServer();
     this.wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
       clientTracking: false,
       maxPayload: options.session?.maxFramePayload ?? DEFAULT_MAX_FRAME_PAYLOAD,
     });
-    this.https.on('secureConnection', (socket) => this.armUpgradeDeadline(socket));
+    this.https.on(options.tls ? 'secureConnection' : 'connection', (socket: Socket) => this.armUpgradeDeadline(socket));
     this.https.on('request', (request, response) => {
-      this.emit('refused', { address: addressOf(request.socket) }, 426, 'plain HTTPS request, not a WebSocket upgrade');
+      this.emit('refused', { address: addressOf(request.socket) }, 426, 'plain HTTP request, not a WebSocket upgrade');
       response.writeHead(426, { 'content-type': 'text/plain', connection: 'close' });
       response.end(`nbd-tunnel: connect with a WebSocket (subprotocol ${SUBPROTOCOL})\n`);
     });
-    this.https.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) =>
-      this.onUpgrade(request, socket as TLSSocket, head),
-    );
+    this.https.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => this.onUpgrade(request, socket, head));
   }
 
   listen(): Promise<AddressInfo> {
@@ -95,7 +91,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
 
   /** New certificates for connections accepted from now on. */
   setTls(tls: { cert: Buffer; key: Buffer; ca: Buffer }): void {
-    this.https.setSecureContext({ ...tls, minVersion: 'TLSv1.3' });
+    if ('setSecureContext' in this.https) this.https.setSecureContext({ ...tls, minVersion: 'TLSv1.3' });
   }
 
   /** Stops accepting; sessions already running are the caller's to close. */
@@ -103,7 +99,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     return new Promise((resolve) => this.https.close(() => resolve()));
   }
 
-  private onUpgrade(request: IncomingMessage, socket: TLSSocket, head: Buffer): void {
+  private onUpgrade(request: IncomingMessage, socket: Socket, head: Buffer): void {
     const offered = (request.headers['sec-websocket-protocol'] ?? '')
       .split(',')
       .map((p) => p.trim())
@@ -135,7 +131,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   }
 
   /** A connection that is not a session by the deadline is dropped, however slowly it trickles bytes. */
-  private armUpgradeDeadline(socket: TLSSocket): void {
+  private armUpgradeDeadline(socket: Socket): void {
     const timer = setTimeout(() => {
       this.emit('refused', { address: addressOf(socket) }, 408, `no WebSocket upgrade within ${this.upgradeTimeoutMs} ms`);
       socket.destroy();

@@ -2,7 +2,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmod, lstat, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 import { join } from 'node:path';
 import { CLI, makePki, makeTempDir, removeDir, run, spawnChild, startCountingServer, startProxy, type Pki } from '../harness/index.js';
 
@@ -238,5 +238,37 @@ test('SIGHUP reloads the certificates for new connections; a broken file keeps t
     assert.match(String(after.reason), /does not name this host/);
   } finally {
     await dest.stop();
+  }
+});
+
+test('--insecure: plain ws:// only on loopback, on both sides', async () => {
+  let result = await cli(['dest', '--insecure', '--listen', '0.0.0.0:0', '--route', 'a=/tmp/a.sock']);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /--insecure: plain ws:\/\/ only on a loopback --listen address, not '0\.0\.0\.0'/);
+  result = await cli(['source', '--insecure', '--connect', 'ws://10.1.2.3:9000', '--route', 'a=/tmp/a.sock']);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /--insecure: only with --connect ws:\/\/LOOPBACK:PORT/);
+  result = await cli(['source', '--connect', 'ws://127.0.0.1:9000', '--route', 'a=/tmp/a.sock', ...sourceTls()]);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /the scheme must be wss:\/\/ \(ws:\/\/ only with --insecure, on loopback\)/);
+
+  const target = await startCountingServer(join(dir, 'insecure-target.sock'));
+  const dest = await startProxy(['dest', '--insecure', '--listen', '127.0.0.1:0', '--route', `a=${join(dir, 'insecure-target.sock')}`], 'listening');
+  try {
+    const port = Number((await dest.waitForLog((l) => l.msg === 'listening')).port);
+    const source = await startProxy(['source', '--insecure', '--connect', `ws://127.0.0.1:${port}`, '--route', `a=${join(dir, 'insecure.sock')}`], 'ready');
+    try {
+      await source.waitForLog((l) => l.msg === 'connected');
+      const client = createConnection(join(dir, 'insecure.sock'));
+      client.on('error', () => {});
+      await source.waitForLog((l) => l.msg === 'stream opened');
+      assert.equal(target.accepts, 1);
+      client.destroy();
+    } finally {
+      await source.stop();
+    }
+  } finally {
+    await dest.stop();
+    await target.close();
   }
 });
