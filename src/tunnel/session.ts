@@ -178,6 +178,9 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
       case TYPE_DATA: {
         const stream = this.streamFor(type, flags, streamId, length);
         if (type === TYPE_DATA) {
+          if (length > this.maxFramePayload) {
+            throw new ProtocolError(`Data frame of ${length} bytes exceeds the frame limit of ${this.maxFramePayload}`);
+          }
           stream?.admit(length);
           this.dataStream = stream;
           this.dataFlags = flags;

@@ -166,6 +166,16 @@ test('a peer sending past its window closes the session as a protocol violation'
   assert.match(reason.message, /protocol violation by peer: stream 1: peer sent 262145 bytes with 262144 bytes of window left/);
 });
 
+test('a Data frame longer than the frame limit is a protocol violation, even within the window', async () => {
+  const pair = sessionPair({ streamWindow: 16 * 1024 * 1024, maxFramePayload: 64 * 1024 });
+  pair.server.on('stream', (s: Stream) => s.on('error', () => {}).pause());
+  const closed = once(pair.server, 'close');
+  pair.serverTransport.inject(encodeHeader(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0));
+  pair.serverTransport.inject(encodeHeader(TYPE_DATA, 0, 1, 64 * 1024 + 1));
+  const [reason] = (await closed) as [Error];
+  assert.match(reason.message, /Data frame of 65537 bytes exceeds the frame limit of 65536/);
+});
+
 test('a GoAway with an error code closes the session; a normal one only stops new streams', async () => {
   const pair = sessionPair();
   pair.serverTransport.inject(encodeHeader(TYPE_GO_AWAY, 0, 0, 0));
