@@ -109,7 +109,23 @@ async function startRole(role: Role, log: Logger): Promise<Running> {
 
 async function start(role: Role): Promise<void> {
   const log = role.progressView ? createLogger('warn', role.name, true) : createLogger(role.logLevel, role.name);
-  let running: Running;
+  // Signal handlers first: a signal that arrives right after the ready line must not find the
+  // default action (immediate death, socket files left behind).
+  let running: Running | null = null;
+  let stopping: string | null = null;
+  const shutdown = (signal: string): void => {
+    if (stopping !== null) return;
+    stopping = signal;
+    if (!running) return; // started below, then shut down at once
+    log.info({ signal }, 'shutting down');
+    running.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  if (inWorker) process.once('disconnect', () => shutdown('primary exited'));
   try {
     running = await startRole(role, log);
   } catch (error) {
@@ -123,16 +139,11 @@ async function start(role: Role): Promise<void> {
     view.unref();
     redraw(renderStatus(status(), true));
   }
-  const shutdown = (signal: string): void => {
-    log.info({ signal }, 'shutting down');
-    running.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
-  if (inWorker) process.once('disconnect', () => shutdown('primary exited'));
+  if (stopping !== null) {
+    const signal: string = stopping;
+    stopping = null;
+    shutdown(signal);
+  }
 }
 
 function fail(error: Error, status: number): never {

@@ -9,8 +9,6 @@ import {
   NBD_FLAG_C_FIXED_NEWSTYLE,
   NBD_FLAG_C_NO_ZEROES,
   NBD_OPT_GO,
-  NBD_REPLY_TYPE_NONE,
-  NBD_REPLY_TYPE_OFFSET_DATA,
 } from '../../../src/nbd/constants.js';
 import type { NbdStreamStats } from '../../../src/nbd/index.js';
 import {
@@ -119,8 +117,6 @@ export function buildConversation(structured: boolean, exportSize: number, ops: 
     }
   }
   if (ops.length % 3 === 0) script.push(c(request(NBD_CMD_DISC, 99, 0, 0)));
-  void NBD_REPLY_TYPE_NONE;
-  void NBD_REPLY_TYPE_OFFSET_DATA;
   return script;
 }
 
