@@ -54,8 +54,9 @@ export function readMessage(stream: Duplex, timeoutMs = OPEN_TIMEOUT_MS): Promis
         finish(new StreamError('open message is not valid JSON', 'EOPENMALFORMED'));
         return;
       }
-      if (have > 4 + length) stream.unshift(all.subarray(4 + length));
+      // Detach (and pause) first: unshift on a flowing stream would hand the bytes straight back here.
       finish(null, value);
+      if (have > 4 + length) stream.unshift(all.subarray(4 + length));
     };
     const onEnd = (): void => finish(new StreamError('stream closed before the open handshake completed', 'EOPENEOF'));
     const onError = (error: Error): void => finish(error);
@@ -79,7 +80,11 @@ export function parseOpenReply(value: unknown): OpenReply {
     const reply = value as { ok?: unknown; code?: unknown; message?: unknown };
     if (reply.ok === true) return { ok: true };
     if (reply.ok === false) {
-      return { ok: false, code: String(reply.code ?? 'unknown'), message: String(reply.message ?? 'refused') };
+      return {
+        ok: false,
+        code: typeof reply.code === 'string' ? reply.code : 'unknown',
+        message: typeof reply.message === 'string' ? reply.message : 'refused',
+      };
     }
   }
   throw new StreamError('open reply is malformed', 'EOPENMALFORMED');

@@ -179,12 +179,14 @@ export const frameArb: fc.Arbitrary<FrameSpec> = fc
     flags: flagsArb,
     streamId: streamIdArb,
     length: lengthArb,
-    short: fc.oneof({ weight: 6, arbitrary: fc.constant(-1) }, { weight: 1, arbitrary: fc.nat({ max: 70_000 }) }),
+    short: fc.oneof({ weight: 6, arbitrary: fc.constant(-1) }, { weight: 3, arbitrary: fc.nat({ max: 300 }) }, { weight: 1, arbitrary: fc.nat({ max: 70_000 }) }),
   })
   .map(({ short, ...f }) => {
-    // A Data frame carries its payload, up to 1 MiB of it; sometimes fewer bytes than announced.
-    const full = f.type === TYPE_DATA ? Math.min(f.length, SOURCE.length) : 0;
-    return { ...f, sent: short < 0 ? full : Math.min(full, short) };
+    // A Data frame carries its payload when it is small; a large one (or, now and then, a small
+    // one) is followed by fewer bytes than announced, and the rest of the input is its payload.
+    const full = f.type === TYPE_DATA ? f.length : 0;
+    const sent = short < 0 ? (full <= 4096 ? full : Math.min(full, 300)) : Math.min(full, short);
+    return { ...f, sent };
   });
 
 /** SYN flood: `n` opens on the ids a peer of the given parity may use, then more frames. */
