@@ -18,7 +18,7 @@ export const writerScenario: Scenario = {
   id: 'writer',
   title: 'Write-blocking mirror under a guest-like writer',
   description: (scale) =>
-    `1 × ${formatSize(scaledSize(SIZE, scale))}, blockdev-mirror copy-mode=write-blocking; meanwhile a writer of our own (bench/nbd-client.ts) on the source daemon's NBD export of that disk writes 4 KiB at random offsets at queue depth 1, from the start of the mirror to READY ("during copy") and for ${STEADY_MS / 1000} s after READY ("after READY"). Latencies in µs.`,
+    `1 × ${formatSize(scaledSize(SIZE, scale))}, blockdev-mirror copy-mode=write-blocking; meanwhile a writer of our own (test/harness/nbd-client.ts) on the source daemon's NBD export of that disk writes 4 KiB at random offsets at queue depth 1, from the start of the mirror to READY ("during copy") and for ${STEADY_MS / 1000} s after READY ("after READY"). Latencies in µs.`,
   tables: [
     {
       title: 'Writer during the copy',
