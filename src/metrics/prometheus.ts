@@ -1,7 +1,7 @@
 // The Prometheus view of a Registry: every value computed at scrape time from live streams plus
 // the totals of closed ones.
 import { Counter, Gauge, Registry as PromRegistry, type LabelValues } from 'prom-client';
-import { directionBytes, type Registry } from './registry.js';
+import { directionBytes, negotiated, type Registry } from './registry.js';
 
 type Labels = LabelValues<string>;
 
@@ -27,6 +27,7 @@ function setAll(metric: Counter | Gauge, names: string[], values: Map<string, nu
 
 export function prometheusRegistry(registry: Registry): PromRegistry {
   const prom = new PromRegistry();
+  const liveNbd = () => [...registry.streams].map(negotiated).filter((n) => n !== null);
   new Gauge({
     name: 'nbd_tunnel_sessions_active',
     help: 'Tunnel sessions open now',
@@ -64,12 +65,9 @@ export function prometheusRegistry(registry: Registry): PromRegistry {
     labelNames: ['route', 'export', 'type'],
     registers: [prom],
     collect() {
-      const live: Array<[string[], number]> = [];
-      for (const s of registry.streams) {
-        const stats = s.observer?.snapshot();
-        if (stats?.exportName == null) continue;
-        for (const [type, r] of Object.entries(stats.requests)) live.push([[s.route, stats.exportName, type], r.count]);
-      }
+      const live = liveNbd().flatMap(({ labels, stats }) =>
+        Object.entries(stats.requests).map(([type, r]): [string[], number] => [[...labels, type], r.count]),
+      );
       setAll(this, ['route', 'export', 'type'], sum(registry.closedRequests.values, live.filter(([, n]) => n > 0)));
     },
   });
@@ -79,11 +77,7 @@ export function prometheusRegistry(registry: Registry): PromRegistry {
     labelNames: ['route', 'export'],
     registers: [prom],
     collect() {
-      const live: Array<[string[], number]> = [];
-      for (const s of registry.streams) {
-        const stats = s.observer?.snapshot();
-        if (stats?.exportName != null) live.push([[s.route, stats.exportName], stats.errors.total]);
-      }
+      const live = liveNbd().map(({ labels, stats }): [string[], number] => [labels, stats.errors.total]);
       setAll(this, ['route', 'export'], sum(registry.closedErrors.values, live));
     },
   });
@@ -93,12 +87,8 @@ export function prometheusRegistry(registry: Registry): PromRegistry {
     labelNames: ['route', 'export'],
     registers: [prom],
     collect() {
-      const values = new Map<string, number>();
-      for (const s of registry.streams) {
-        const stats = s.observer?.snapshot();
-        if (stats?.exportName != null && stats.coverage) values.set([s.route, stats.exportName].join('\0'), stats.coverage.ratio);
-      }
-      setAll(this, ['route', 'export'], values);
+      const live = liveNbd().flatMap(({ labels, stats }): Array<[string[], number]> => (stats.coverage ? [[labels, stats.coverage.ratio]] : []));
+      setAll(this, ['route', 'export'], sum(new Map(), live));
     },
   });
   new Gauge({

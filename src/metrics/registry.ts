@@ -61,10 +61,10 @@ export class Registry {
       const [toDest, toSource] = directionBytes(entry);
       this.closedBytes.add([entry.route, 'to_dest'], toDest);
       this.closedBytes.add([entry.route, 'to_source'], toSource);
-      const stats = entry.observer?.snapshot();
-      if (stats?.exportName == null) return;
-      for (const [type, r] of Object.entries(stats.requests)) this.closedRequests.add([entry.route, stats.exportName, type], r.count);
-      this.closedErrors.add([entry.route, stats.exportName], stats.errors.total);
+      const nbd = negotiated(entry);
+      if (!nbd) return;
+      for (const [type, r] of Object.entries(nbd.stats.requests)) this.closedRequests.add([...nbd.labels, type], r.count);
+      this.closedErrors.add(nbd.labels, nbd.stats.errors.total);
     };
   }
 
@@ -81,6 +81,12 @@ export class Registry {
     }
     return { sessions: [...this.sessions.values()].map((s) => ({ ...s, streams: bySession.get(s.id) ?? [] })) };
   }
+}
+
+/** The stream's NBD view with its (route, export) labels, once it has negotiated an export. */
+export function negotiated(entry: TrackedStream): { labels: [string, string]; stats: NbdStreamStats } | null {
+  const stats = entry.observer?.snapshot();
+  return stats?.exportName == null ? null : { labels: [entry.route, stats.exportName], stats };
 }
 
 export function directionBytes(entry: TrackedStream): [toDest: number, toSource: number] {

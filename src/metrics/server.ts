@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { prometheusRegistry } from './prometheus.js';
 import type { Registry } from './registry.js';
 
-export async function serveMetrics(registry: Registry, host: string, port: number, role: string): Promise<{ address: AddressInfo; close(): Promise<void> }> {
+async function serveMetrics(registry: Registry, host: string, port: number, role: string): Promise<{ address: AddressInfo; close(): Promise<void> }> {
   const prom = prometheusRegistry(registry);
   const server: Server = createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0];

@@ -10,5 +10,5 @@ export {
   type NbdRequestError,
   type NbdStreamStats,
 } from './inspector.js';
-export { COVERAGE_MAX_UNITS, COVERAGE_MIN_GRANULARITY } from './coverage.js';
-export { observeNbd, PROGRESS_INTERVAL_MS, type NbdObserver } from './observe.js';
+export { COVERAGE_MAX_UNITS } from './coverage.js';
+export { observeNbd, type NbdObserver } from './observe.js';
