@@ -120,19 +120,20 @@ test('dest prints "listening" with the bound port, and warns when no --allow lim
 });
 
 test('source on a terminal without --log-level shows the progress view; --log-format json keeps JSON', async () => {
-  const onTerminal = async (extra: string[]): Promise<string> => {
-    const command = [process.execPath, CLI, 'source', '--connect', 'wss://localhost:1', '--route', `a=${join(dir, 'tty.sock')}`, ...sourceTls(), ...extra]
+  // Each run gets its own socket: the first CLI may still be exiting when timeout(1) returns.
+  const onTerminal = async (socket: string, extra: string[]): Promise<string> => {
+    const command = [process.execPath, CLI, 'source', '--connect', 'wss://localhost:1', '--route', `a=${join(dir, socket)}`, ...sourceTls(), ...extra]
       .map((a) => `'${a}'`)
       .join(' ');
     // script(1) gives the CLI a pseudo-terminal; timeout ends it (by PID: script's child) after 2 s.
     const { stdout } = await run('timeout', ['2', 'script', '-qfec', command, '/dev/null'], { okCodes: [0, 1, 124, 143] });
     return stdout;
   };
-  const view = await onTerminal([]);
+  const view = await onTerminal('tty-view.sock', []);
   assert.match(view, /nbd-tunnel source \(pid \d+\): 0 session\(s\)/);
   assert.match(view, /SESSION\s+STREAM\s+ROUTE\s+EXPORT\s+SIZE\s+COVERED/);
   assert.doesNotMatch(view, /"msg":"ready"/);
-  const json = await onTerminal(['--log-format', 'json']);
+  const json = await onTerminal('tty-json.sock', ['--log-format', 'json']);
   assert.match(json, /"msg":"ready"/);
   assert.doesNotMatch(json, /SESSION\s+STREAM/);
 });
