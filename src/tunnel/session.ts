@@ -1,4 +1,10 @@
-// One yamux session: frame dispatch, stream table, keepalive and GoAway.
+// One yamux session: frame dispatch, stream table, keepalive and GoAway, and, when resumable,
+// suspension on a lost transport and resumption on a new one:
+//   open --transport lost--> suspended --resume(t)--> resuming --peer's state--> open
+//   any --GoAway, violation, close(), resume timeout--> closed
+// On resumption the client sends its streams' state first; the server reconciles (creates the
+// streams whose SYN it missed, forgets those the client no longer has), answers with its own
+// state, and both re-send what the other did not receive.
 import { EventEmitter } from 'node:events';
 import {
   DEFAULT_KEEPALIVE_INTERVAL_MS,
@@ -25,6 +31,8 @@ import {
 } from './const.js';
 import { ProtocolError, StreamError } from './errors.js';
 import { FrameDecoder, describeFrame, encodeHeader, type FrameSink } from './frame.js';
+import { replayMemory } from './replay-buffer.js';
+import { SessionStateReader, encodeSessionState, type SessionState } from './resume-state.js';
 import { Stream, type StreamHost } from './stream.js';
 import type { Transport } from './transport.js';
 
@@ -37,8 +45,19 @@ export interface SessionOptions {
   /** Streams the peer may have open at once; more are reset. */
   maxStreams?: number;
   keepaliveIntervalMs?: number;
-  /** No frame at all from the peer this long after a ping: the session is dead. */
+  /** No frame at all from the peer this long after a ping: the session is dead (or suspended). */
   keepaliveTimeoutMs?: number;
+  /** Above 0: a lost transport suspends the session for this long, waiting for resume(). */
+  resumeTimeoutMs?: number;
+}
+
+export interface ResumeInfo {
+  streams: number;
+  /** Bytes sent again because the peer had not received them. */
+  replayedBytes: number;
+  outageMs: number;
+  /** Most replay bytes this process has held at once, over all streams. */
+  peakReplayBytes: number;
 }
 
 export interface SessionEvents {
@@ -46,7 +65,20 @@ export interface SessionEvents {
   /** Once, with why the session ended. */
   close: [reason: Error];
   rtt: [ms: number];
+  /** The transport was lost; streams wait for resume() or the resume timeout. */
+  suspend: [reason: Error];
+  resume: [info: ResumeInfo];
 }
+
+type Phase = 'open' | 'suspended' | 'resuming';
+
+/** Stands in for the transport while suspended: takes nothing, holds streams back. */
+const DETACHED: Transport = {
+  congested: true,
+  send: () => {},
+  attach: () => {},
+  close: () => {},
+};
 
 const GO_AWAY_REASONS: Readonly<Record<number, string>> = {
   [GO_AWAY_NORMAL]: 'normal termination',
@@ -59,7 +91,18 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
   private readonly streamWindow: number;
   private readonly maxStreams: number;
   private readonly streams = new Map<number, Stream>();
-  private readonly decoder = new FrameDecoder(this);
+  private decoder = new FrameDecoder(this);
+  private transport: Transport = DETACHED;
+  private phase: Phase = 'open';
+  private readonly client: boolean;
+  private readonly resumeTimeoutMs: number;
+  private resumeTimer: NodeJS.Timeout | null = null;
+  private suspendedAt = 0;
+  /** While resuming: the peer's state message being read. */
+  private stateReader: SessionStateReader | null = null;
+  /** Client, while resuming: frames made after our state was sent, to send once it is applied. */
+  private held: Buffer[] = [];
+  private highestPeerStreamId = 0;
   private readonly drainWaiters = new Set<Stream>();
   private nextStreamId: number;
   /** The stream the Data frame being decoded belongs to; null if unknown (payload dropped). */
@@ -74,11 +117,10 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
   private lastReceiveAt = Date.now();
   private readonly keepaliveTimeoutMs: number;
 
-  constructor(
-    private readonly transport: Transport,
-    options: SessionOptions,
-  ) {
+  constructor(transport: Transport, options: SessionOptions) {
     super();
+    this.client = options.client;
+    this.resumeTimeoutMs = options.resumeTimeoutMs ?? 0;
     this.streamWindow = options.streamWindow ?? DEFAULT_STREAM_WINDOW;
     if (this.streamWindow < INITIAL_STREAM_WINDOW || this.streamWindow > MAX_STREAM_ID) {
       throw new RangeError(`stream window must be between ${INITIAL_STREAM_WINDOW} and ${MAX_STREAM_ID} bytes`);
@@ -87,11 +129,7 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
     this.maxStreams = options.maxStreams ?? DEFAULT_MAX_STREAMS;
     this.nextStreamId = options.client ? 1 : 2;
     this.keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS;
-    transport.attach({
-      data: (chunk) => this.receive(chunk),
-      drain: () => this.onDrain(),
-      close: (reason) => this.terminate(reason),
-    });
+    this.attach(transport);
     const interval = options.keepaliveIntervalMs ?? DEFAULT_KEEPALIVE_INTERVAL_MS;
     if (interval > 0) {
       this.keepalive = setInterval(() => this.tickKeepalive(), interval);
@@ -108,7 +146,15 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
   }
 
   get congested(): boolean {
-    return this.transport.congested;
+    return this.phase !== 'open' || this.transport.congested;
+  }
+
+  get resumable(): boolean {
+    return this.resumeTimeoutMs > 0;
+  }
+
+  get suspended(): boolean {
+    return this.phase !== 'open' && this.closedReason === null;
   }
 
   /** Opens a stream towards the peer. */
@@ -118,9 +164,22 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
     const id = this.nextStreamId;
     if (id > MAX_STREAM_ID) throw new StreamError('stream ids exhausted on this session', 'EIDSEXHAUSTED');
     this.nextStreamId += 2;
-    const stream = new Stream(this, id, true, this.streamWindow);
+    const stream = new Stream(this, id, { opening: true, window: this.streamWindow, resumable: this.resumable });
     this.streams.set(id, stream);
     return stream;
+  }
+
+  /** Continues a suspended (or, on the server, a still-open) session over a new transport. */
+  resume(transport: Transport): void {
+    if (this.closedReason) {
+      transport.close(new Error(`session closed: ${this.closedReason.message}`));
+      throw new StreamError(`session closed: ${this.closedReason.message}`, 'ESESSIONCLOSED');
+    }
+    if (this.phase !== 'suspended') this.suspend(new Error('replaced by a new connection from the peer'));
+    this.phase = 'resuming';
+    this.attach(transport);
+    this.stateReader = new SessionStateReader();
+    if (this.client) transport.send(encodeSessionState(this.snapshot()));
   }
 
   /** Ends the session: GoAway to the peer, every stream closed with the reason. */
@@ -138,7 +197,12 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
 
   sendControl(type: number, flags: number, streamId: number, length: number): void {
     if (this.closedReason) return;
-    this.transport.send(encodeHeader(type, flags, streamId, length));
+    const frame = encodeHeader(type, flags, streamId, length);
+    if (this.phase === 'open') this.transport.send(frame);
+    // The client's state was sent before these: they follow it. A FIN is not held: the peer's
+    // state says whether it has one, and a FIN must not overtake the data re-sent before it.
+    else if (this.phase === 'resuming' && this.client && !(flags & FLAG_FIN)) this.held.push(frame);
+    // Otherwise the state message, made later, carries what these frames would have said.
   }
 
   sendData(flags: number, streamId: number, payload: Buffer): void {
@@ -177,6 +241,13 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
       case TYPE_WINDOW_UPDATE:
       case TYPE_DATA: {
         const stream = this.streamFor(type, flags, streamId, length);
+        if (flags & FLAG_RST) {
+          if (type === TYPE_WINDOW_UPDATE) {
+            stream?.onRemoteReset(length); // a RST's Length: the errno behind it, or 0
+            return;
+          }
+          stream?.onRemoteReset(0);
+        }
         if (type === TYPE_DATA) {
           if (length > this.maxFramePayload) {
             throw new ProtocolError(`Data frame of ${length} bytes exceeds the frame limit of ${this.maxFramePayload}`);
@@ -187,8 +258,8 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
           return;
         }
         if (!stream) return;
-        stream.addSendCredit(length);
-        this.applyCloseFlags(stream, flags);
+        stream.addSendCredit(length, flags);
+        if (flags & FLAG_FIN) stream.onRemoteFin();
         return;
       }
     }
@@ -201,15 +272,88 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
   onDataEnd(): void {
     const stream = this.dataStream;
     this.dataStream = null;
-    if (stream) this.applyCloseFlags(stream, this.dataFlags);
+    if (stream && this.dataFlags & FLAG_FIN && !(this.dataFlags & FLAG_RST)) stream.onRemoteFin();
   }
 
   // ---- internals ---------------------------------------------------------------
+
+  private attach(transport: Transport): void {
+    this.transport = transport;
+    // Events of a transport this session has left behind are not its business any more.
+    transport.attach({
+      data: (chunk) => this.transport === transport && this.receive(chunk),
+      drain: () => this.transport === transport && this.onDrain(),
+      close: (reason) => this.transport === transport && this.onTransportClosed(reason),
+    });
+  }
+
+  private onTransportClosed(reason: Error): void {
+    if (this.resumable && !this.localGoAway && !this.remoteGoAway) this.suspend(reason);
+    else this.terminate(reason);
+  }
+
+  private suspend(reason: Error): void {
+    if (this.closedReason || this.phase === 'suspended') return;
+    const transport = this.transport;
+    this.transport = DETACHED;
+    transport.close(reason);
+    this.phase = 'suspended';
+    this.stateReader = null;
+    this.held = [];
+    this.decoder = new FrameDecoder(this);
+    this.dataStream = null;
+    this.pingSentAt = 0;
+    if (this.resumeTimer === null) {
+      this.suspendedAt = Date.now();
+      const seconds = this.resumeTimeoutMs / 1000;
+      this.resumeTimer = setTimeout(() => this.close(new Error(`session not resumed within ${seconds} s (--resume-timeout) after: ${reason.message}`)), this.resumeTimeoutMs);
+    }
+    this.emit('suspend', reason);
+  }
+
+  private snapshot(): SessionState {
+    return { highestPeerStreamId: this.highestPeerStreamId, streams: [...this.streams.values()].map((s) => s.resumeState()) };
+  }
+
+  /** The peer's state arrived on the resumed transport: reconcile, answer (server), re-send, go on. */
+  private onPeerState(peer: SessionState): void {
+    const known = new Map(peer.streams.map((s) => [s.id, s]));
+    const peerOpened = peer.streams.filter((s) => this.isPeerStreamId(s.id) && !this.streams.has(s.id) && s.id > this.highestPeerStreamId);
+    for (const { id } of peerOpened.sort((a, b) => a.id - b.id)) this.acceptStream(id, false);
+    for (const stream of [...this.streams.values()]) {
+      // Ours, opened after the peer's last news of us: it learns of the stream from our state or SYN.
+      const unseenByPeer = !this.isPeerStreamId(stream.id) && stream.id > peer.highestPeerStreamId;
+      if (!known.has(stream.id) && !unseenByPeer) stream.onPeerForgot();
+    }
+    if (!this.client) this.transport.send(encodeSessionState(this.snapshot()));
+    this.phase = 'open';
+    for (const frame of this.held) this.transport.send(frame);
+    this.held = [];
+    let replayedBytes = 0;
+    for (const state of peer.streams) replayedBytes += this.streams.get(state.id)?.applyPeerState(state) ?? 0;
+    if (this.resumeTimer) clearTimeout(this.resumeTimer);
+    this.resumeTimer = null;
+    this.lastReceiveAt = Date.now();
+    const outageMs = Date.now() - this.suspendedAt;
+    this.emit('resume', { streams: this.streams.size, replayedBytes, outageMs, peakReplayBytes: replayMemory.peak });
+    this.onDrain();
+  }
+
+  private isPeerStreamId(id: number): boolean {
+    return id % 2 === (this.client ? 0 : 1);
+  }
 
   private receive(chunk: Buffer): void {
     if (this.closedReason) return;
     this.lastReceiveAt = Date.now();
     try {
+      if (this.stateReader) {
+        const message = this.stateReader.push(chunk);
+        if (!message) return;
+        this.stateReader = null;
+        this.onPeerState(message.state);
+        chunk = message.rest;
+      }
       this.decoder.push(chunk);
     } catch (error) {
       if (error instanceof ProtocolError) {
@@ -228,24 +372,24 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
     const known = this.streams.get(streamId);
     if (!(flags & FLAG_SYN)) return known ?? null; // unknown: closed recently; its frames are dropped
     if (known) throw new ProtocolError(`SYN for stream ${streamId}, which is already open`);
-    const peerIsClient = streamId % 2 === 1;
-    if (peerIsClient === (this.nextStreamId % 2 === 1)) {
+    if (!this.isPeerStreamId(streamId)) {
       throw new ProtocolError(`peer opened stream ${streamId} with this side's id parity`);
     }
+    return this.acceptStream(streamId, true);
+  }
+
+  /** A stream the peer opened, by SYN or (announce false) named in its resume state. */
+  private acceptStream(streamId: number, announce: boolean): Stream | null {
+    this.highestPeerStreamId = Math.max(this.highestPeerStreamId, streamId);
     if (this.localGoAway || this.streams.size >= this.maxStreams || this.listenerCount('stream') === 0) {
-      // Refuse this stream only; the session stays up.
-      this.transport.send(encodeHeader(TYPE_WINDOW_UPDATE, FLAG_RST, streamId, 0));
+      // Refuse this stream only; the session stays up. (When resuming, leaving it out of our state refuses it.)
+      if (announce) this.sendControl(TYPE_WINDOW_UPDATE, FLAG_RST, streamId, 0);
       return null;
     }
-    const stream = new Stream(this, streamId, false, this.streamWindow);
+    const stream = new Stream(this, streamId, { opening: false, window: this.streamWindow, resumable: this.resumable, announce });
     this.streams.set(streamId, stream);
     this.emit('stream', stream);
     return stream;
-  }
-
-  private applyCloseFlags(stream: Stream, flags: number): void {
-    if (flags & FLAG_RST) stream.onRemoteReset();
-    else if (flags & FLAG_FIN) stream.onRemoteFin();
   }
 
   private onPing(flags: number, opaque: number): void {
@@ -279,9 +423,12 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
   }
 
   private tickKeepalive(): void {
+    if (this.phase !== 'open') return;
     const now = Date.now();
     if (this.pingSentAt !== 0 && now - this.pingSentAt >= this.keepaliveTimeoutMs && now - this.lastReceiveAt >= this.keepaliveTimeoutMs) {
-      this.close(new Error(`keepalive timeout: nothing received from the peer for ${now - this.lastReceiveAt} ms`));
+      const reason = new Error(`keepalive timeout: nothing received from the peer for ${now - this.lastReceiveAt} ms`);
+      if (this.resumable) this.suspend(reason);
+      else this.close(reason);
       return;
     }
     if (this.pingSentAt !== 0) return;
@@ -295,6 +442,10 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
     this.closedReason = reason;
     if (this.keepalive) clearInterval(this.keepalive);
     this.keepalive = null;
+    if (this.resumeTimer) clearTimeout(this.resumeTimer);
+    this.resumeTimer = null;
+    this.stateReader = null;
+    this.held = [];
     const streamError = new StreamError(`session closed: ${reason.message}`, 'ESESSIONCLOSED');
     for (const stream of [...this.streams.values()]) stream.destroy(streamError);
     this.streams.clear();

@@ -1,8 +1,16 @@
 // One yamux stream: a Duplex whose writes spend the peer's credit and whose reads
 // return credit to the peer only when the consumer has taken the bytes.
+// With resumption on, it also keeps what the peer has not confirmed (ReplayBuffer) and tells
+// the peer when it has read everything up to the FIN (a WindowUpdate with ACK: "fin-ack"), so
+// that both sides forget a stream only once neither can need it again.
+import { constants as osConstants } from 'node:os';
 import { Duplex } from 'node:stream';
 import { FLAG_ACK, FLAG_FIN, FLAG_RST, FLAG_SYN, INITIAL_STREAM_WINDOW, LOCAL_HIGH_WATER_MARK, TYPE_WINDOW_UPDATE } from './const.js';
 import { ProtocolError, StreamError } from './errors.js';
+import { ReplayBuffer } from './replay-buffer.js';
+import { RESUME_EOF_DELIVERED, RESUME_FIN_RECEIVED, type StreamState } from './resume-state.js';
+
+const ERRNO_NAMES = new Map(Object.entries(osConstants.errno).map(([name, value]) => [value, name]));
 
 /** What a stream needs from its session; kept narrow so the two lifecycles stay apart. */
 export interface StreamHost {
@@ -15,6 +23,17 @@ export interface StreamHost {
   waitForDrain(stream: Stream): void;
   /** The stream is fully closed or reset: drop it from the session. */
   forget(stream: Stream): void;
+}
+
+export interface StreamOptions {
+  /** Our receive window, announced to the peer. */
+  window: number;
+  /** We open it (SYN) rather than accept it (ACK). */
+  opening: boolean;
+  /** Keep unconfirmed bytes for a resumed session, and send fin-acks. */
+  resumable: boolean;
+  /** Send the SYN/ACK now; false for a stream recreated during a resume, which the state message announces. */
+  announce?: boolean;
 }
 
 interface PendingWrite {
@@ -49,19 +68,30 @@ export class Stream extends Duplex {
   private remoteFin = false;
   private resetByPeer = false;
   private forgotten = false;
+  private readonly window: number;
+  /** The peer's receive window, once its SYN/ACK (or a resume) announced it. */
+  private peerWindow = INITIAL_STREAM_WINDOW;
+  private peerAnnounced = false;
+  private readonly replay: ReplayBuffer | null;
+  /** The reader has been given everything up to the peer's FIN (and the peer told so). */
+  private eofDelivered = false;
+  /** The peer has read everything we sent, FIN included. */
+  private finAcked = false;
 
   constructor(
     private readonly host: StreamHost,
     readonly id: number,
-    opening: boolean,
-    window: number,
+    options: StreamOptions,
   ) {
     super({ allowHalfOpen: true, readableHighWaterMark: 256 * 1024, writableHighWaterMark: LOCAL_HIGH_WATER_MARK });
-    this.recvCredit = window;
-    this.creditThreshold = Math.max(1, Math.floor(window / 4));
-    this.openFlags = opening ? FLAG_SYN : FLAG_ACK;
+    this.window = options.window;
+    this.recvCredit = options.window;
+    this.creditThreshold = Math.max(1, Math.floor(options.window / 4));
+    this.replay = options.resumable ? new ReplayBuffer() : null;
+    this.openFlags = options.opening ? FLAG_SYN : FLAG_ACK;
     // Announce the window at once: the peer may write as soon as it sees SYN/ACK.
-    this.sendOpenFlags(window - INITIAL_STREAM_WINDOW);
+    if (options.announce ?? true) this.sendOpenFlags(options.window - INITIAL_STREAM_WINDOW);
+    else this.openFlags = 0;
   }
 
   /** Bytes received and not yet read by the consumer (inbox and the Readable's buffer). */
@@ -71,10 +101,27 @@ export class Stream extends Duplex {
 
   // ---- called by the session -------------------------------------------------
 
-  /** A WindowUpdate (or the ACK's) grants more credit. */
-  addSendCredit(delta: number): void {
+  /** Payload bytes kept for replay. */
+  get replayBytes(): number {
+    return this.replay?.bytes ?? 0;
+  }
+
+  /** A WindowUpdate grants more credit; the first with SYN/ACK also announces the peer's window. */
+  addSendCredit(delta: number, flags: number): void {
     if (this.sendCredit + delta > 0xffffffff) throw new ProtocolError(`stream ${this.id}: send window overflow`);
+    const finAck = (flags & FLAG_ACK) !== 0 && this.peerAnnounced && this.replay !== null;
+    if (flags & (FLAG_SYN | FLAG_ACK) && !this.peerAnnounced) {
+      this.peerAnnounced = true;
+      this.peerWindow += delta;
+    }
     this.sendCredit += delta;
+    // Credit returned means read: those bytes will never be asked for again.
+    this.replay?.releaseTo(this.bytesSent + this.sendCredit - this.peerWindow);
+    if (finAck) {
+      if (!this.localFin) throw new ProtocolError(`stream ${this.id}: fin-ack before this side's FIN`);
+      this.finAcked = true;
+      this.maybeForget();
+    }
     if (delta > 0) this.flush();
   }
 
@@ -98,13 +145,61 @@ export class Stream extends Duplex {
   onRemoteFin(): void {
     if (this.remoteFin) return;
     this.remoteFin = true;
-    if (this.inbox.length === 0) this.push(null);
+    if (this.inbox.length === 0) this.endOfInput();
     this.maybeForget();
   }
 
-  onRemoteReset(): void {
+  /** `errno`: the peer's reason, when a socket error on its side caused the reset (0: none given). */
+  onRemoteReset(errno: number): void {
     this.resetByPeer = true;
-    this.destroy(new StreamError(`stream ${this.id} was reset by the peer`, 'ECONNRESET'));
+    const name = ERRNO_NAMES.get(errno);
+    const why = name ? `: ${name} on the peer's side` : '';
+    this.destroy(new StreamError(`stream ${this.id} was reset by the peer${why}`, name ?? 'ECONNRESET'));
+  }
+
+  // ---- resumption --------------------------------------------------------------
+
+  /** Where this stream stands, for the peer of a resumed session. */
+  resumeState(): StreamState {
+    const flags = (this.remoteFin ? RESUME_FIN_RECEIVED : 0) | (this.eofDelivered ? RESUME_EOF_DELIVERED : 0);
+    return { id: this.id, flags, window: this.window, received: this.bytesReceived, limit: this.bytesReceived + this.recvCredit };
+  }
+
+  /**
+   * Continues after a resume from where the peer says it stands: its window and credit replace
+   * ours, what it did not receive is sent again, and a FIN it missed is repeated. Returns the
+   * bytes re-sent.
+   */
+  applyPeerState(peer: StreamState): number {
+    if (!this.replay) throw new Error('applyPeerState on a stream without replay');
+    if (peer.received > this.bytesSent || peer.limit < this.bytesSent || peer.limit - this.bytesSent > 0xffffffff) {
+      throw new ProtocolError(`stream ${this.id}: resume state (received ${peer.received}, limit ${peer.limit}) does not match the ${this.bytesSent} bytes sent`);
+    }
+    this.peerAnnounced = true;
+    this.openFlags = 0;
+    this.peerWindow = peer.window;
+    this.sendCredit = peer.limit - this.bytesSent;
+    let resent = 0;
+    for (const chunk of this.replay.from(peer.received)) {
+      this.host.sendData(0, this.id, chunk);
+      resent += chunk.length;
+    }
+    if (this.localFin && !(peer.flags & RESUME_FIN_RECEIVED)) this.host.sendControl(TYPE_WINDOW_UPDATE, FLAG_FIN, this.id, 0);
+    if (peer.flags & RESUME_EOF_DELIVERED) this.finAcked = true;
+    this.maybeForget();
+    this.flush();
+    return resent;
+  }
+
+  /** The peer no longer knows this stream: it finished it, or reset it while we could not hear. */
+  onPeerForgot(): void {
+    if (this.localFin && this.remoteFin) {
+      this.finAcked = true;
+      this.maybeForget();
+      return;
+    }
+    this.resetByPeer = true;
+    this.destroy(new StreamError(`stream ${this.id} was reset by the peer while the session was suspended`, 'ECONNRESET'));
   }
 
   /** Sends as much of the pending write as credit and the transport allow. */
@@ -121,6 +216,7 @@ export class Stream extends Duplex {
       const n = Math.min(chunk.length - pending.offset, this.sendCredit, this.host.maxFramePayload);
       const payload = n === chunk.length ? chunk : chunk.subarray(pending.offset, pending.offset + n);
       this.host.sendData(this.takeOpenFlags(), this.id, payload);
+      this.replay?.push(payload);
       this.sendCredit -= n;
       this.bytesSent += n;
       pending.offset += n;
@@ -151,12 +247,13 @@ export class Stream extends Duplex {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     const closedCleanly = this.localFin && this.remoteFin;
     if (!closedCleanly && !this.resetByPeer && !this.forgotten) {
-      this.host.sendControl(TYPE_WINDOW_UPDATE, this.takeOpenFlags() | FLAG_RST, this.id, 0);
+      this.host.sendControl(TYPE_WINDOW_UPDATE, this.takeOpenFlags() | FLAG_RST, this.id, errnoOf(error));
     }
     const pending = this.pending;
     this.pending = null;
     pending?.callback(error ?? new StreamError(`stream ${this.id} closed`, 'ERR_STREAM_DESTROYED'));
-    this.forgetNow();
+    // A cleanly closed resumable stream stays until the peer's fin-ack: a resume may still need it.
+    if (!closedCleanly || !this.replay) this.forgetNow();
     callback(error);
   }
 
@@ -185,7 +282,7 @@ export class Stream extends Duplex {
     }
     this.inboxBytes -= taken;
     if (this.inbox.length === 0 && this.remoteFin) {
-      this.push(null);
+      this.endOfInput();
       return;
     }
     this.uncredited += taken;
@@ -195,13 +292,34 @@ export class Stream extends Duplex {
     this.uncredited = 0;
   }
 
+  /** The reader has everything up to the FIN; with resumption, the peer is told (and credited). */
+  private endOfInput(): void {
+    if (this.eofDelivered) return;
+    this.eofDelivered = true;
+    this.push(null);
+    if (!this.replay) return;
+    this.recvCredit += this.uncredited;
+    this.host.sendControl(TYPE_WINDOW_UPDATE, FLAG_ACK, this.id, this.uncredited);
+    this.uncredited = 0;
+  }
+
   private maybeForget(): void {
-    if (this.localFin && this.remoteFin) this.forgetNow();
+    if (!this.localFin || !this.remoteFin) return;
+    if (this.replay && !(this.finAcked && this.eofDelivered)) return;
+    this.forgetNow();
   }
 
   private forgetNow(): void {
     if (this.forgotten) return;
     this.forgotten = true;
+    this.replay?.clear();
     this.host.forget(this);
   }
+}
+
+/** The errno number a local socket error carries, sent in the RST so the peer can name it. */
+function errnoOf(error: Error | null): number {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  if (!code || error instanceof StreamError) return 0;
+  return osConstants.errno[code as keyof typeof osConstants.errno] ?? 0;
 }
