@@ -52,9 +52,19 @@ function addCommonOptions(command: Command): Command {
         .env('NBD_TUNNEL_KEEPALIVE_INTERVAL'),
     )
     .addOption(
-      new Option('--keepalive-timeout <SECONDS>', 'close the session after this long without a word from the peer')
+      new Option('--keepalive-timeout <SECONDS>', 'the connection is lost after this long without a word from the peer')
         .default(DEFAULTS.keepaliveTimeout)
         .env('NBD_TUNNEL_KEEPALIVE_TIMEOUT'),
+    )
+    .addOption(
+      new Option('--resume-timeout <SECONDS>', 'after a lost connection, keep the session and its streams this long for a reconnect (0: no resuming)')
+        .default(DEFAULTS.resumeTimeout)
+        .env('NBD_TUNNEL_RESUME_TIMEOUT'),
+    )
+    .addOption(
+      new Option('--drain-timeout <SECONDS>', 'on SIGTERM/SIGINT, let open streams finish this long before closing them (a second signal: at once)')
+        .default(DEFAULTS.drainTimeout)
+        .env('NBD_TUNNEL_DRAIN_TIMEOUT'),
     );
 }
 

@@ -42,6 +42,8 @@ export interface CommonConfig {
   inspect: boolean;
   /** --metrics: where to serve /metrics and /status. */
   metrics: { host: string; port: number } | undefined;
+  /** On SIGTERM/SIGINT, open streams may finish for this long before they are closed. */
+  drainTimeoutMs: number;
 }
 
 export interface DestConfig extends CommonConfig {
@@ -81,6 +83,8 @@ export interface CommonFlags {
   maxStreams: string;
   keepaliveInterval: string;
   keepaliveTimeout: string;
+  resumeTimeout: string;
+  drainTimeout: string;
   inspect: boolean;
   metrics?: string;
 }
@@ -106,6 +110,8 @@ export const DEFAULTS = {
   maxStreams: String(DEFAULT_MAX_STREAMS),
   keepaliveInterval: String(DEFAULT_KEEPALIVE_INTERVAL_MS / 1000),
   keepaliveTimeout: String(DEFAULT_KEEPALIVE_TIMEOUT_MS / 1000),
+  resumeTimeout: '60',
+  drainTimeout: '30',
   processes: '1',
   socketMode: '0660',
   maxSessions: '64',
@@ -178,7 +184,9 @@ function commonConfig(flags: CommonFlags, processes: number, processFlag: string
     logFormat: flags.logFormat,
     inspect: flags.inspect,
     metrics: flags.metrics === undefined ? undefined : parseListen(flags.metrics, '--metrics'),
+    drainTimeoutMs: parseSeconds('--drain-timeout', flags.drainTimeout),
     session: {
+      resumeTimeoutMs: parseSeconds('--resume-timeout', flags.resumeTimeout),
       streamWindow,
       maxStreams: parsePositiveInt('--max-streams', flags.maxStreams),
       keepaliveIntervalMs,

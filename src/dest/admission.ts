@@ -21,7 +21,7 @@ export function createAdmission(token: string | undefined) {
   return (request: IncomingMessage, socket: Socket): Admission => {
     if (!(socket instanceof TLSSocket)) {
       // --insecure on loopback: no certificate to name the client; the token still applies.
-      return checkToken(request, INSECURE_IDENTITY) ?? { ok: true, identity: INSECURE_IDENTITY, identities: [] };
+      return checkToken(request, INSECURE_IDENTITY) ?? { ok: true, identity: INSECURE_IDENTITY, identities: [], principal: principal('insecure', request) };
     }
     const certificate = socket.getPeerCertificate();
     if (!certificate || Object.keys(certificate).length === 0) {
@@ -35,8 +35,14 @@ export function createAdmission(token: string | undefined) {
     }
     const cn = certificate.subject?.CN;
     const identity = (Array.isArray(cn) ? cn[0] : cn) ?? certificate.fingerprint256;
-    return checkToken(request, identity) ?? { ok: true, identity, identities: certificateIdentities(certificate.subject?.CN, certificate.subjectaltname) };
+    const identities = certificateIdentities(certificate.subject?.CN, certificate.subjectaltname);
+    return checkToken(request, identity) ?? { ok: true, identity, identities, principal: principal(`cert ${certificate.fingerprint256}`, request) };
   };
+}
+
+/** The exact credentials a session was made with; resuming it takes the same. */
+function principal(credential: string, request: IncomingMessage): string {
+  return `${credential} token ${digest(request.headers.authorization ?? '').toString('hex')}`;
 }
 
 function digest(value: string): Buffer {

@@ -2,7 +2,7 @@
 import { reloadOnHangup, type DestConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import { Registry, startMetrics } from '../metrics/index.js';
-import { ProtocolError, TunnelServer, type Session } from '../tunnel/index.js';
+import { isResumeRequest, ProtocolError, TunnelServer, type Session } from '../tunnel/index.js';
 import { createAdmission } from './admission.js';
 import { handleStream } from './stream-handler.js';
 
@@ -21,8 +21,9 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
     host: config.host,
     port: config.port,
     tls: config.tls,
+    // A resume brings back a session already counted.
     admit: (request, socket) =>
-      sessions.size >= config.maxSessions
+      sessions.size >= config.maxSessions && !isResumeRequest(request)
         ? { ok: false, status: 503, reason: `the destination already serves ${sessions.size} sessions, its limit (--max-sessions)` }
         : admission(request, socket),
     upgradeTimeoutMs: config.upgradeTimeoutMs,
@@ -38,7 +39,9 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
     sessions.add(session);
     registry.sessions.set(info.id, info);
     session.on('rtt', (ms) => (info.rttMs = ms));
-    sessionLog.info('session opened');
+    session.on('suspend', (reason) => sessionLog.warn({ reason: reason.message, streams: session.streamCount }, 'session suspended'));
+    session.on('resume', (resumed) => sessionLog.info(resumed, 'session resumed'));
+    sessionLog.info({ resumable: session.resumable }, 'session opened');
     session.on('stream', (stream) => {
       const streamLog = sessionLog.child({ stream: stream.id });
       handleStream(stream, { routes: config.routes, allow: config.allow, session: info.id, peer, observation }, streamLog).catch((error: Error) => {

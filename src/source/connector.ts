@@ -1,7 +1,8 @@
-// Keeps one session to the destination: connects, and after a loss reconnects with backoff.
+// Keeps one session to the destination: connects, and after a loss reconnects with backoff,
+// resuming the session when it is resumable (its streams wait meanwhile), else making a new one.
 import type { Logger } from '../log.js';
 import type { Registry } from '../metrics/index.js';
-import { connectTunnel, type ClientOptions, type Session } from '../tunnel/index.js';
+import { connectTunnel, resumeTunnel, sessionId, TunnelRefusedError, type ClientOptions, type Session } from '../tunnel/index.js';
 
 const FIRST_RETRY_MS = 250;
 const MAX_RETRY_MS = 5_000;
@@ -11,6 +12,8 @@ export class Connector {
   private attempt: Promise<Session> | null = null;
   private failures = 0;
   private retryTimer: NodeJS.Timeout | null = null;
+  private resumeTimer: NodeJS.Timeout | null = null;
+  private resumeFailures = 0;
   private stopped = false;
   /** Counts sessions made, so each gets a number for logs and /status. */
   sessionNumber = 0;
@@ -41,6 +44,7 @@ export class Connector {
   stop(): void {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.resumeTimer) clearTimeout(this.resumeTimer);
     this.session?.close(new Error('source shutting down'));
   }
 
@@ -53,8 +57,17 @@ export class Connector {
       this.session = session;
       const info = { id: ++this.sessionNumber, peer: this.options.url, rttMs: null as number | null };
       this.registry.sessions.set(info.id, info);
-      this.log.info({ url: this.options.url, session: info.id }, 'connected');
+      const log = this.log.child({ session: info.id });
+      log.info({ url: this.options.url, resumable: session.resumable, sessionId: sessionId(session) }, 'connected');
       session.on('rtt', (ms) => (info.rttMs = ms));
+      session.on('suspend', (reason) => {
+        log.warn({ reason: reason.message, streams: session.streamCount }, 'session suspended');
+        this.scheduleResume(session, log);
+      });
+      session.on('resume', (resumed) => {
+        this.resumeFailures = 0;
+        log.info(resumed, 'session resumed');
+      });
       session.on('close', (reason) => {
         this.registry.sessions.delete(info.id);
         this.onSessionClosed(session, reason);
@@ -62,7 +75,7 @@ export class Connector {
       return session;
     } catch (error) {
       this.failures++;
-      const delay = this.backoff();
+      const delay = this.backoff(this.failures);
       this.log.error({ url: this.options.url, reason: (error as Error).message, retryInMs: delay }, 'connect failed');
       this.scheduleRetry(delay);
       throw error;
@@ -76,7 +89,27 @@ export class Connector {
     this.session = null;
     if (this.stopped) return;
     this.log.warn({ reason: reason.message }, 'session lost');
-    this.scheduleRetry(this.backoff());
+    this.scheduleRetry(this.backoff(this.failures + 1));
+  }
+
+  /** Reconnects a suspended session, until it resumes, closes, or the destination disowns it. */
+  private scheduleResume(session: Session, log: Logger): void {
+    if (this.stopped || this.resumeTimer) return;
+    const delay = this.backoff(this.resumeFailures + 1);
+    this.resumeTimer = setTimeout(() => {
+      this.resumeTimer = null;
+      if (this.stopped || !session.suspended) return;
+      resumeTunnel(this.options, session).catch((error: Error) => {
+        if (error instanceof TunnelRefusedError && (error.status === 410 || error.status === 403)) {
+          const why = error.status === 410 ? 'destination lost the session (it restarted, or the session expired: --resume-timeout)' : error.message;
+          session.close(new Error(why));
+          return;
+        }
+        this.resumeFailures++;
+        log.warn({ reason: error.message, attempt: this.resumeFailures }, 'resume failed');
+        this.scheduleResume(session, log);
+      });
+    }, delay);
   }
 
   private scheduleRetry(delay: number): void {
@@ -88,8 +121,8 @@ export class Connector {
   }
 
   /** Exponential with jitter: the first retry within 250 ms, never more than 5 s apart. */
-  private backoff(): number {
-    const ceiling = Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** Math.max(0, this.failures - 1));
+  private backoff(attempt: number): number {
+    const ceiling = Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** Math.max(0, attempt - 1));
     return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
   }
 }

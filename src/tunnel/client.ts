@@ -1,8 +1,11 @@
-// The source's side of the tunnel: one TLS 1.3 WebSocket, then a yamux client session on it.
+// The source's side of the tunnel: one TLS 1.3 WebSocket, then a yamux client session on it;
+// after a loss, a new WebSocket that resumes the session.
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { WebSocket, type ClientOptions as WsClientOptions } from 'ws';
 import { DEFAULT_MAX_FRAME_PAYLOAD, SUBPROTOCOL, UPGRADE_TIMEOUT_MS } from './const.js';
+import { TunnelRefusedError } from './errors.js';
+import { RESUME_HEADER, RESUME_NEW, SECRET_HEADER, SESSION_HEADER, type Ticket } from './resume-table.js';
 import { Session, type SessionOptions } from './session.js';
 import { explainConnectError } from './tls-errors.js';
 import { WsTransport } from './ws-transport.js';
@@ -16,6 +19,7 @@ export interface ClientOptions {
   /** Name to expect in the destination's certificate (and send as SNI), if not the URL's host. */
   servername?: string;
   token?: string;
+  /** resumeTimeoutMs above 0 asks for a resumable session; it is one if the destination agrees. */
   session?: Omit<SessionOptions, 'client'>;
 }
 
@@ -26,7 +30,47 @@ function zeroMask(mask: Buffer): void {
 
 const MAX_REFUSAL_BODY = 4096;
 
-export function connectTunnel(options: ClientOptions): Promise<Session> {
+/** What resumes each resumable session; kept here, away from logs and from the session's users. */
+const tickets = new WeakMap<Session, Ticket>();
+
+export async function connectTunnel(options: ClientOptions): Promise<Session> {
+  const wanted = options.session?.resumeTimeoutMs ?? 0;
+  const { ws, socket, response } = await openWebSocket(options, wanted > 0 ? { [RESUME_HEADER]: RESUME_NEW } : {});
+  const id = response.headers[SESSION_HEADER];
+  const secret = response.headers[SECRET_HEADER];
+  const ticket = typeof id === 'string' && typeof secret === 'string' ? { id, secret } : null;
+  const session = new Session(new WsTransport(ws, socket), { ...options.session, resumeTimeoutMs: ticket ? wanted : 0, client: true });
+  if (ticket) tickets.set(session, ticket);
+  return session;
+}
+
+/** The destination's name for a session: the same in both sides' logs. */
+export function sessionId(session: Session): string | undefined {
+  return tickets.get(session)?.id;
+}
+
+/**
+ * Continues a suspended session over a new WebSocket. Rejects with TunnelRefusedError 410 when
+ * the destination no longer has the session (restarted, or expired), 403 when it refuses us.
+ */
+export async function resumeTunnel(options: ClientOptions, session: Session): Promise<void> {
+  const ticket = tickets.get(session);
+  if (!ticket) throw new Error('internal error: resuming a session the destination did not make resumable');
+  const { ws, socket } = await openWebSocket(options, { [RESUME_HEADER]: ticket.id, [SECRET_HEADER]: ticket.secret });
+  if (session.closed) {
+    ws.terminate();
+    throw new Error('the session closed while reconnecting');
+  }
+  session.resume(new WsTransport(ws, socket));
+}
+
+interface Opened {
+  ws: WebSocket;
+  socket: Socket;
+  response: IncomingMessage;
+}
+
+function openWebSocket(options: ClientOptions, headers: Record<string, string>): Promise<Opened> {
   return new Promise((resolve, reject) => {
     // ws hands these to tls.connect, which also checks the certificate against servername.
     const wsOptions: WsClientOptions & { servername?: string } = {
@@ -39,37 +83,39 @@ export function connectTunnel(options: ClientOptions): Promise<Session> {
       handshakeTimeout: UPGRADE_TIMEOUT_MS,
       maxPayload: options.session?.maxFramePayload ?? DEFAULT_MAX_FRAME_PAYLOAD,
       generateMask: zeroMask,
-      headers: options.token ? { authorization: `Bearer ${options.token}` } : {},
+      headers: { ...headers, ...(options.token ? { authorization: `Bearer ${options.token}` } : {}) },
     };
     const ws = new WebSocket(options.url, [SUBPROTOCOL], wsOptions);
-    let socket: Socket | null = null;
+    let upgrade: IncomingMessage | null = null;
     let settled = false;
-    const fail = (message: string): void => {
+    const fail = (error: Error): void => {
       if (settled) return;
       settled = true;
       ws.terminate();
-      reject(new Error(message));
+      reject(error);
     };
     ws.once('upgrade', (response: IncomingMessage) => {
-      socket = response.socket;
+      upgrade = response;
     });
     ws.once('unexpected-response', (_request, response: IncomingMessage) => {
+      const status = response.statusCode ?? 0;
+      const refused = (detail: string) => fail(new TunnelRefusedError(`destination refused the tunnel: HTTP ${status}${detail}`, status));
       readBody(response).then(
-        (body) => fail(`destination refused the tunnel: HTTP ${response.statusCode}: ${body || response.statusMessage}`),
-        () => fail(`destination refused the tunnel: HTTP ${response.statusCode}`),
+        (body) => refused(`: ${body || response.statusMessage}`),
+        () => refused(''),
       );
     });
-    ws.once('error', (error: Error) => fail(`cannot connect to ${options.url}: ${explainConnectError(error)}`));
+    ws.once('error', (error: Error) => fail(new Error(`cannot connect to ${options.url}: ${explainConnectError(error)}`)));
     ws.once('open', () => {
       if (settled) return;
-      settled = true;
-      if (!socket) {
-        ws.terminate();
-        reject(new Error('internal error: WebSocket opened without an upgrade socket'));
+      const response: IncomingMessage | null = upgrade;
+      if (!response) {
+        fail(new Error('internal error: WebSocket opened without an upgrade response'));
         return;
       }
+      settled = true;
       ws.removeAllListeners('error'); // from here on the transport reports errors
-      resolve(new Session(new WsTransport(ws, socket), { ...options.session, client: true }));
+      resolve({ ws, socket: response.socket as Socket, response });
     });
   });
 }

@@ -15,3 +15,14 @@ export class StreamError extends Error {
     super(message);
   }
 }
+
+/** The destination answered the upgrade with an HTTP error instead of a WebSocket. */
+export class TunnelRefusedError extends Error {
+  override readonly name = 'TunnelRefusedError';
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+}

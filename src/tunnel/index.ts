@@ -1,9 +1,11 @@
-export { connectTunnel, type ClientOptions } from './client.js';
+export { connectTunnel, resumeTunnel, sessionId, type ClientOptions } from './client.js';
 export { LOCAL_HIGH_WATER_MARK, DEFAULT_KEEPALIVE_INTERVAL_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, DEFAULT_MAX_STREAMS, DEFAULT_STREAM_WINDOW, INITIAL_STREAM_WINDOW, ROUTE_NAME, SUBPROTOCOL } from './const.js';
-export { ProtocolError, StreamError } from './errors.js';
+export { ProtocolError, StreamError, TunnelRefusedError } from './errors.js';
+export { replayMemory } from './replay-buffer.js';
+export { isResumeRequest } from './resume-table.js';
 export { encodeMessage, parseOpenReply, parseOpenRequest, readMessage, type OpenReply, type OpenRequest } from './open-request.js';
 export { TunnelServer, type Admission, type PeerInfo, type ServerOptions } from './server.js';
-export { Session, type SessionOptions } from './session.js';
+export { Session, type ResumeInfo, type SessionOptions } from './session.js';
 export { relay, type Tap } from './relay.js';
 export { Stream } from './stream.js';
 export { explainClientCertError } from './tls-errors.js';

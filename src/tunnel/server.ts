@@ -6,18 +6,22 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer } from 'ws';
 import { DEFAULT_MAX_FRAME_PAYLOAD, SUBPROTOCOL, UPGRADE_TIMEOUT_MS } from './const.js';
+import { RESUME_HEADER, RESUME_NEW, ResumeTable, SECRET_HEADER, SESSION_HEADER, isResumeRequest, type Ticket } from './resume-table.js';
 import { Session, type SessionOptions } from './session.js';
 import { WsTransport } from './ws-transport.js';
 
-/** identity: the name to log; identities: every name the client is known by (for authorization). */
-export type Admission = { ok: true; identity: string; identities: string[] } | { ok: false; status: number; reason: string };
+/**
+ * identity: the name to log; identities: every name the client is known by (for authorization);
+ * principal: its exact credentials (certificate fingerprint, token digest), which a resume must match.
+ */
+export type Admission = { ok: true; identity: string; identities: string[]; principal: string } | { ok: false; status: number; reason: string };
 
 export interface ServerOptions {
   host: string;
   port: number;
   /** undefined: plain ws:// (--insecure, loopback only; the caller checks the address). */
   tls: { cert: Buffer; key: Buffer; ca: Buffer } | undefined;
-  /** Decides on each upgrade request; with TLS, a client certificate has been asked for. */
+  /** Decides on each upgrade request (new or resuming); with TLS, a client certificate has been asked for. */
   admit(request: IncomingMessage, socket: Socket): Admission;
   session?: Omit<SessionOptions, 'client'>;
   /** TLS handshake plus WebSocket upgrade must finish within this (a hard deadline, not idle time). */
@@ -32,6 +36,8 @@ export interface PeerInfo {
 
 export interface TunnelServerEvents {
   session: [session: Session, peer: PeerInfo];
+  /** A suspended session continues on a new connection. */
+  resumed: [session: Session, peer: PeerInfo];
   /** A connection that did not become a session, and why. */
   refused: [peer: { address: string }, status: number, reason: string];
 }
@@ -41,6 +47,7 @@ const STATUS_TEXT: Readonly<Record<number, string>> = {
   401: 'Unauthorized',
   403: 'Forbidden',
   408: 'Request Timeout',
+  410: 'Gone',
   426: 'Upgrade Required',
 };
 
@@ -50,6 +57,9 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   private readonly upgradeTimeoutMs: number;
   /** Deadlines of connections that are not sessions yet. */
   private readonly deadlines = new WeakMap<Socket, NodeJS.Timeout>();
+  private readonly resumable = new ResumeTable();
+  /** Tickets of sessions being upgraded, for the response headers. */
+  private readonly tickets = new WeakMap<IncomingMessage, Ticket>();
 
   constructor(private readonly options: ServerOptions) {
     super();
@@ -69,6 +79,10 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       perMessageDeflate: false,
       clientTracking: false,
       maxPayload: options.session?.maxFramePayload ?? DEFAULT_MAX_FRAME_PAYLOAD,
+    });
+    this.wss.on('headers', (headers, request) => {
+      const ticket = this.tickets.get(request);
+      if (ticket) headers.push(`${SESSION_HEADER}: ${ticket.id}`, `${SECRET_HEADER}: ${ticket.secret}`);
     });
     this.https.on(options.tls ? 'secureConnection' : 'connection', (socket: Socket) => this.armUpgradeDeadline(socket));
     this.https.on('request', (request, response) => {
@@ -114,10 +128,28 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       this.refuse(socket, admission.status, admission.reason);
       return;
     }
+    const peer = { identity: admission.identity, identities: admission.identities, address: addressOf(socket) };
+    if (isResumeRequest(request)) {
+      const found = this.resumable.find(request, admission.principal);
+      if (!found.ok) {
+        this.refuse(socket, found.status, found.reason);
+        return;
+      }
+      this.wss.handleUpgrade(request, socket, head, (ws) => {
+        clearTimeout(this.deadlines.get(socket));
+        found.session.resume(new WsTransport(ws, socket));
+        this.emit('resumed', found.session, peer);
+      });
+      return;
+    }
+    const resumeTimeoutMs = request.headers[RESUME_HEADER] === RESUME_NEW ? (this.options.session?.resumeTimeoutMs ?? 0) : 0;
+    const ticket = resumeTimeoutMs > 0 ? ResumeTable.newTicket() : undefined;
+    if (ticket) this.tickets.set(request, ticket);
     this.wss.handleUpgrade(request, socket, head, (ws) => {
       clearTimeout(this.deadlines.get(socket));
-      const session = new Session(new WsTransport(ws, socket), { ...this.options.session, client: false });
-      this.emit('session', session, { identity: admission.identity, identities: admission.identities, address: addressOf(socket) });
+      const session = new Session(new WsTransport(ws, socket), { ...this.options.session, resumeTimeoutMs, client: false });
+      if (ticket) this.resumable.add(ticket, session, admission.principal);
+      this.emit('session', session, peer);
     });
   }
 
