@@ -1,14 +1,16 @@
 #!/usr/bin/env node
 // Command line: parses flags (with NBD_TUNNEL_* env fallbacks), builds the config, starts the role.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Command, Option } from 'commander';
 import { ConfigError, DEFAULTS, destConfig, sourceConfig, type DestFlags, type SourceFlags } from './config.js';
 import { runDest } from './dest/index.js';
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './log.js';
 import { runSource, runSourcePrimary, runSourceWorker } from './source/index.js';
 import { redraw, renderStatus, runStatus, type StatusDocument } from './status/index.js';
+import { inWorker, reportReady, superviseWorkers, type Supervisor } from './workers.js';
 
 const PROGRESS_VIEW_MS = 1_000;
-import { inWorker, reportReady, superviseWorkers, type Supervisor } from './workers.js';
+const DRAIN_POLL_MS = 100;
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
@@ -77,6 +79,9 @@ const splitEnvRoutes = (routes: string[]): string[] => splitEnvList(routes, ',')
 
 interface Running {
   readyFields: Record<string, unknown>;
+  /** Drain: no new connections from now on (synchronous: a second signal exits right after). */
+  stopAccepting(): void;
+  openStreams(): number;
   close(): Promise<void>;
   status?(): StatusDocument;
 }
@@ -85,6 +90,7 @@ interface Role {
   name: 'dest' | 'source';
   /** The line printed once the role serves: "listening" (dest) or "ready" (source). */
   readyMsg: string;
+  drainTimeoutMs: number;
   logLevel: LogLevel;
   /** Processes to run; more than one means a primary and that many workers. */
   processes: number;
@@ -104,8 +110,11 @@ async function startRole(role: Role, log: Logger): Promise<Running> {
   const supervisor = await superviseWorkers(role.processes, log);
   try {
     const primary = await role.runPrimary?.(log, supervisor);
+    // The workers drain their own streams when close() stops them.
     return {
       readyFields: { ...supervisor.readyFields, ...primary?.readyFields, workers: role.processes },
+      stopAccepting: () => primary?.stopAccepting(),
+      openStreams: () => 0,
       async close() {
         await primary?.close();
         await supervisor.close();
@@ -123,18 +132,20 @@ async function start(role: Role): Promise<void> {
   // default action (immediate death, socket files left behind).
   let running: Running | null = null;
   let stopping: string | null = null;
+  let draining = false;
   const shutdown = (signal: string): void => {
-    if (stopping !== null) return;
+    if (draining) {
+      // A second signal: no more waiting. Route sockets are already gone (stopAccepting).
+      log.warn({ signal, streams: running?.openStreams() ?? 0 }, 'second signal: exiting now');
+      process.exit(0);
+    }
     stopping = signal;
     if (!running) return; // started below, then shut down at once
-    log.info({ signal }, 'shutting down');
-    running.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
+    draining = true;
+    void drainAndExit(running, signal, role.drainTimeoutMs, log);
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
   if (inWorker) process.once('disconnect', () => shutdown('primary exited'));
   try {
     running = await startRole(role, log);
@@ -154,6 +165,24 @@ async function start(role: Role): Promise<void> {
     stopping = null;
     shutdown(signal);
   }
+}
+
+/** Stops taking connections, lets open streams finish for up to `timeoutMs`, then closes the rest and exits. */
+async function drainAndExit(running: Running, signal: string, timeoutMs: number, log: Logger): Promise<never> {
+  const started = Date.now();
+  log.info({ signal, streams: running.openStreams(), drainTimeoutMs: timeoutMs }, 'draining');
+  running.stopAccepting();
+  while (running.openStreams() > 0 && Date.now() - started < timeoutMs) await sleep(DRAIN_POLL_MS);
+  const left = running.openStreams();
+  if (left > 0) log.warn({ streams: left, drainTimeoutMs: timeoutMs }, 'drain timeout: closing the streams still open');
+  else log.info({ ms: Date.now() - started }, 'drained');
+  try {
+    await running.close();
+  } catch (error) {
+    log.error({ reason: (error as Error).message }, 'shutdown failed');
+    process.exit(1);
+  }
+  process.exit(0);
 }
 
 function fail(error: Error, status: number): never {
@@ -202,6 +231,7 @@ addCommonOptions(
   await start({
     name: 'dest',
     readyMsg: 'listening',
+    drainTimeoutMs: config.drainTimeoutMs,
     logLevel: config.logLevel,
     processes: config.workers,
     run: (log) => runDest(config, log),
@@ -226,6 +256,7 @@ addCommonOptions(
   await start({
     name: 'source',
     readyMsg: 'ready',
+    drainTimeoutMs: config.drainTimeoutMs,
     logLevel: config.logLevel,
     processes: config.connections,
     progressView:

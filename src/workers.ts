@@ -7,6 +7,11 @@ import type { Logger } from './log.js';
 
 export const inWorker = cluster.isWorker;
 
+/** This process among its siblings: `w<id>` in a worker, undefined alone. */
+export function workerName(): string | undefined {
+  return cluster.worker ? `w${cluster.worker.id}` : undefined;
+}
+
 type ReadyMessage = { type: 'nbd-tunnel-ready'; fields: Record<string, unknown> };
 
 const RESTART_DELAY_MS = 1_000;

@@ -3,6 +3,7 @@ import { reloadOnHangup, type DestConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import { Registry, startMetrics } from '../metrics/index.js';
 import { isResumeRequest, ProtocolError, TunnelServer, type Session } from '../tunnel/index.js';
+import { workerName } from '../workers.js';
 import { createAdmission } from './admission.js';
 import { handleStream } from './stream-handler.js';
 
@@ -11,6 +12,9 @@ export { patternProblem } from './authorization.js';
 export interface RunningDest {
   /** Fields of the "listening" line. */
   readyFields: Record<string, unknown>;
+  /** Drain: no new connections, sessions or streams; open streams go on. */
+  stopAccepting(): void;
+  openStreams(): number;
   close(): Promise<void>;
 }
 
@@ -27,6 +31,7 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
         ? { ok: false, status: 503, reason: `the destination already serves ${sessions.size} sessions, its limit (--max-sessions)` }
         : admission(request, socket),
     upgradeTimeoutMs: config.upgradeTimeoutMs,
+    instance: workerName(),
     session: config.session,
   });
   const registry = new Registry();
@@ -67,12 +72,19 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
     await server.close();
     throw error;
   });
+  let closing: Promise<void> | null = null;
+  const stopAccepting = (): void => {
+    closing ??= server.close();
+    for (const session of sessions) session.goAway();
+  };
   return {
     readyFields: { host: address.address, port: address.port, routes: Object.fromEntries(config.routes), ...metrics.fields },
+    stopAccepting,
+    openStreams: () => [...sessions].reduce((n, session) => n + session.streamCount, 0),
     async close() {
       stopReload();
       await metrics.close();
-      const closing = server.close();
+      stopAccepting();
       for (const session of sessions) session.close(new Error('destination shutting down'));
       await closing;
     },

@@ -6,9 +6,12 @@ import { connectTunnel, resumeTunnel, sessionId, TunnelRefusedError, type Client
 
 const FIRST_RETRY_MS = 250;
 const MAX_RETRY_MS = 5_000;
+const MISDIRECTED_RETRY_MS = 20;
 
 export class Connector {
   private session: Session | null = null;
+  /** Every session not closed yet: the current one, and any going away with streams left. */
+  private readonly live = new Set<Session>();
   private attempt: Promise<Session> | null = null;
   private failures = 0;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -24,6 +27,11 @@ export class Connector {
     private readonly registry: Registry,
   ) {}
 
+  /** Streams of every session, suspended ones included. */
+  get openStreams(): number {
+    return [...this.live].reduce((n, session) => n + session.streamCount, 0);
+  }
+
   /** New certificates for the next connection (SIGHUP); the live session keeps its own. */
   setTls(tls: { ca: Buffer; cert: Buffer; key: Buffer }): void {
     this.options = { ...this.options, ...tls };
@@ -36,7 +44,8 @@ export class Connector {
   /** The live session, or the outcome of the attempt under way (or started now). */
   acquire(): Promise<Session> {
     if (this.stopped) return Promise.reject(new Error('source is shutting down'));
-    if (this.session && !this.session.closed) return Promise.resolve(this.session);
+    // A session going away keeps its streams, but new ones go to a new session.
+    if (this.session?.acceptsStreams) return Promise.resolve(this.session);
     this.attempt ??= this.connect();
     return this.attempt;
   }
@@ -45,7 +54,7 @@ export class Connector {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.resumeTimer) clearTimeout(this.resumeTimer);
-    this.session?.close(new Error('source shutting down'));
+    for (const session of this.live) session.close(new Error('source shutting down'));
   }
 
   private async connect(): Promise<Session> {
@@ -55,6 +64,7 @@ export class Connector {
       const session = await connectTunnel(this.options);
       this.failures = 0;
       this.session = session;
+      this.live.add(session);
       const info = { id: ++this.sessionNumber, peer: this.options.url, rttMs: null as number | null };
       this.registry.sessions.set(info.id, info);
       const log = this.log.child({ session: info.id });
@@ -69,6 +79,7 @@ export class Connector {
         log.info(resumed, 'session resumed');
       });
       session.on('close', (reason) => {
+        this.live.delete(session);
         this.registry.sessions.delete(info.id);
         this.onSessionClosed(session, reason);
       });
@@ -93,13 +104,16 @@ export class Connector {
   }
 
   /** Reconnects a suspended session, until it resumes, closes, or the destination disowns it. */
-  private scheduleResume(session: Session, log: Logger): void {
+  private scheduleResume(session: Session, log: Logger, delay = this.backoff(this.resumeFailures + 1)): void {
     if (this.stopped || this.resumeTimer) return;
-    const delay = this.backoff(this.resumeFailures + 1);
     this.resumeTimer = setTimeout(() => {
       this.resumeTimer = null;
       if (this.stopped || !session.suspended) return;
       resumeTunnel(this.options, session).catch((error: Error) => {
+        if (error instanceof TunnelRefusedError && error.status === 421) {
+          this.scheduleResume(session, log, MISDIRECTED_RETRY_MS); // another worker took the connection
+          return;
+        }
         if (error instanceof TunnelRefusedError && (error.status === 410 || error.status === 403)) {
           const why = error.status === 410 ? 'destination lost the session (it restarted, or the session expired: --resume-timeout)' : error.message;
           session.close(new Error(why));

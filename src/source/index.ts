@@ -13,6 +13,10 @@ import { clearStaleSocket, closeRoute, listenRoute, removeRouteSocket } from './
 export interface Running {
   /** Fields of the "ready" line. */
   readyFields: Record<string, unknown>;
+  /** Drain, step one: take no new connections (the route sockets are removed now). */
+  stopAccepting(): void;
+  /** Streams still open: the drain waits for 0. */
+  openStreams(): number;
   close(): Promise<void>;
   /** What /status would answer (for the terminal progress view). */
   status?(): StatusDocument;
@@ -41,6 +45,8 @@ export async function runSource(config: SourceConfig, log: Logger): Promise<Runn
     return {
       readyFields: { ...readyFields(config), ...metrics.fields },
       status: () => ({ role: 'source', pid: process.pid, ...tunnel.registry.status() }),
+      stopAccepting: listening.stopAccepting,
+      openStreams: tunnel.openStreams,
       async close() {
         await metrics.close();
         tunnel.stop();
@@ -65,6 +71,8 @@ export async function runSourceWorker(config: SourceConfig, log: Logger): Promis
   process.on('message', onMessage);
   return {
     readyFields: readyFields(config),
+    stopAccepting: () => process.off('message', onMessage),
+    openStreams: tunnel.openStreams,
     async close() {
       process.off('message', onMessage);
       tunnel.stop();
@@ -87,10 +95,11 @@ export async function runSourcePrimary(
     }
     worker.send({ type: 'nbd-tunnel-connection', route }, socket);
   });
-  return { readyFields: readyFields(config), close: () => listening.close() };
+  // The workers drain themselves when the supervisor stops them.
+  return { readyFields: readyFields(config), stopAccepting: listening.stopAccepting, openStreams: () => 0, close: () => listening.close() };
 }
 
-function startTunnel(config: SourceConfig, log: Logger): { dispatch: Dispatch; registry: Registry; stop(): void } {
+function startTunnel(config: SourceConfig, log: Logger): { dispatch: Dispatch; registry: Registry; openStreams(): number; stop(): void } {
   const registry = new Registry();
   const observation = { registry, inspect: config.inspect };
   const connector = new Connector(
@@ -102,6 +111,7 @@ function startTunnel(config: SourceConfig, log: Logger): { dispatch: Dispatch; r
   const stopReload = reloadOnHangup(config, (tls) => connector.setTls(tls), log, 'certificates reloaded; the next connection uses them');
   return {
     registry,
+    openStreams: () => connector.openStreams,
     dispatch: (socket, route) =>
       void handleConnection(socket, route, connector, observation, log).catch((error: Error) => {
         log.error({ route, reason: error.message }, 'stream failed: internal error');
@@ -115,11 +125,19 @@ function startTunnel(config: SourceConfig, log: Logger): { dispatch: Dispatch; r
 }
 
 /** Frees every route's path, listens on it, and on close stops listening and removes the files. */
-async function listenAll(config: SourceConfig, dispatch: Dispatch): Promise<{ close(): Promise<void> }> {
+async function listenAll(config: SourceConfig, dispatch: Dispatch): Promise<{ stopAccepting(): void; close(): Promise<void> }> {
   const listening: Array<{ server: Server; path: string }> = [];
+  const closed = new Map<Server, Promise<void>>();
+  // Synchronous, so that a second signal can exit right after it with no file left behind.
+  const stopAccepting = (): void => {
+    for (const { server, path } of listening) {
+      if (!closed.has(server)) closed.set(server, closeRoute(server));
+      removeRouteSocket(path); // only the files this process made
+    }
+  };
   const close = async (): Promise<void> => {
-    await Promise.all(listening.map(({ server }) => closeRoute(server)));
-    for (const { path } of listening) removeRouteSocket(path); // only the files this process made
+    stopAccepting();
+    await Promise.all(closed.values());
   };
   try {
     for (const [route, path] of config.routes) {
@@ -130,5 +148,5 @@ async function listenAll(config: SourceConfig, dispatch: Dispatch): Promise<{ cl
     await close();
     throw error;
   }
-  return { close };
+  return { stopAccepting, close };
 }

@@ -34,8 +34,14 @@ export function isResumeRequest(request: IncomingMessage): boolean {
 export class ResumeTable {
   private readonly entries = new Map<string, Entry>();
 
-  static newTicket(): Ticket {
-    return { id: randomBytes(9).toString('base64url'), secret: randomBytes(32).toString('base64url') };
+  /**
+   * `instance` names this process among the destination's workers. Their port is shared, so a
+   * reconnect may reach another worker: it answers 421 and the source simply tries again.
+   */
+  constructor(private readonly instance = 'p') {}
+
+  newTicket(): Ticket {
+    return { id: `${this.instance}.${randomBytes(9).toString('base64url')}`, secret: randomBytes(32).toString('base64url') };
   }
 
   /** Registers a new session under its ticket; it leaves the table when it closes. */
@@ -47,6 +53,9 @@ export class ResumeTable {
   find(request: IncomingMessage, principal: string): Lookup {
     const id = String(request.headers[RESUME_HEADER]);
     const entry = this.entries.get(id);
+    if (!entry && !id.startsWith(`${this.instance}.`)) {
+      return { ok: false, status: 421, reason: `session ${id} is held by another worker process of the destination (--workers); try again` };
+    }
     if (!entry) {
       return { ok: false, status: 410, reason: `destination lost the session ${id}: it restarted, or the session expired (--resume-timeout)` };
     }

@@ -26,6 +26,8 @@ export interface ServerOptions {
   session?: Omit<SessionOptions, 'client'>;
   /** TLS handshake plus WebSocket upgrade must finish within this (a hard deadline, not idle time). */
   upgradeTimeoutMs?: number;
+  /** This process's name among workers sharing the port, for session ids. */
+  instance?: string;
 }
 
 export interface PeerInfo {
@@ -48,6 +50,7 @@ const STATUS_TEXT: Readonly<Record<number, string>> = {
   403: 'Forbidden',
   408: 'Request Timeout',
   410: 'Gone',
+  421: 'Misdirected Request',
   426: 'Upgrade Required',
 };
 
@@ -57,13 +60,14 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   private readonly upgradeTimeoutMs: number;
   /** Deadlines of connections that are not sessions yet. */
   private readonly deadlines = new WeakMap<Socket, NodeJS.Timeout>();
-  private readonly resumable = new ResumeTable();
+  private readonly resumable: ResumeTable;
   /** Tickets of sessions being upgraded, for the response headers. */
   private readonly tickets = new WeakMap<IncomingMessage, Ticket>();
 
   constructor(private readonly options: ServerOptions) {
     super();
     this.upgradeTimeoutMs = options.upgradeTimeoutMs ?? UPGRADE_TIMEOUT_MS;
+    this.resumable = new ResumeTable(options.instance);
     this.https = options.tls
       ? createHttpsServer({
           ...options.tls,
@@ -143,7 +147,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       return;
     }
     const resumeTimeoutMs = request.headers[RESUME_HEADER] === RESUME_NEW ? (this.options.session?.resumeTimeoutMs ?? 0) : 0;
-    const ticket = resumeTimeoutMs > 0 ? ResumeTable.newTicket() : undefined;
+    const ticket = resumeTimeoutMs > 0 ? this.resumable.newTicket() : undefined;
     if (ticket) this.tickets.set(request, ticket);
     this.wss.handleUpgrade(request, socket, head, (ws) => {
       clearTimeout(this.deadlines.get(socket));

@@ -149,6 +149,11 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
     return this.phase !== 'open' || this.transport.congested;
   }
 
+  /** Open, and the peer has not said it is going away: new streams may be opened. */
+  get acceptsStreams(): boolean {
+    return this.closedReason === null && !this.remoteGoAway;
+  }
+
   get resumable(): boolean {
     return this.resumeTimeoutMs > 0;
   }
@@ -180,6 +185,13 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
     this.attach(transport);
     this.stateReader = new SessionStateReader();
     if (this.client) transport.send(encodeSessionState(this.snapshot()));
+  }
+
+  /** Tells the peer to open no more streams (and refuses its new ones); open streams go on. */
+  goAway(): void {
+    if (this.closedReason || this.localGoAway) return;
+    this.localGoAway = true;
+    this.sendControl(TYPE_GO_AWAY, 0, SESSION_STREAM_ID, GO_AWAY_NORMAL);
   }
 
   /** Ends the session: GoAway to the peer, every stream closed with the reason. */
@@ -289,6 +301,7 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
 
   private onTransportClosed(reason: Error): void {
     if (this.resumable && !this.localGoAway && !this.remoteGoAway) this.suspend(reason);
+    else if (this.remoteGoAway && !this.localGoAway && this.client) this.terminate(new Error(`destination lost the session: it went away (${reason.message})`));
     else this.terminate(reason);
   }
 
