@@ -1,5 +1,6 @@
 // Resumable sessions over in-memory transports: transports cut at random moments (what was
 // queued on them is lost), new ones attached, and every stream's bytes still arrive exactly once.
+import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -130,4 +131,38 @@ test('a session not resumed in time closes its streams on both sides with the re
   assert.match(error.message, /session not resumed within 0\.2 s \(--resume-timeout\) after: link reset/);
   assert.match(reason.message, /not resumed within 0\.2 s/);
   assert.ok(Date.now() - started >= 190);
+});
+
+test('300 short streams opened and closed while the link is cut every few milliseconds: all complete, tables end empty', async () => {
+  const pair = resumablePair();
+  pair.server.on('stream', (stream) => stream.pipe(stream));
+  let cutting = true;
+  const cuts = (async () => {
+    let n = 0;
+    while (cutting) {
+      await sleep(Math.random() * 8);
+      await pair.cut(Math.random() * 5);
+      n++;
+    }
+    return n;
+  })();
+  for (let batch = 0; batch < 30; batch++) {
+    await Promise.all(
+      Array.from({ length: 10 }, async (_, k) => {
+        const stream = pair.client.open();
+        const payload = Buffer.alloc(1 + ((batch * 10 + k) % 7) * 3001, batch * 10 + k);
+        stream.end(payload);
+        const echoed = await drain(stream);
+        assert.equal(echoed.sha256, createHash('sha256').update(payload).digest('hex'), `stream ${stream.id}`);
+      }),
+    );
+  }
+  cutting = false;
+  const n = await cuts;
+  await sleep(50);
+  assert.ok(n > 5, `only ${n} cuts`);
+  assert.equal(pair.client.streamCount, 0, 'client still holds streams');
+  assert.equal(pair.server.streamCount, 0, 'server still holds streams');
+  pair.client.close();
+  pair.server.close();
 });
