@@ -55,6 +55,7 @@ export class ReplayBuffer {
 
   /** What was sent from `offset` on, in order, to send again. */
   from(offset: number): Buffer[] {
+    if (offset < this.start) throw new ProtocolError(`peer asks for bytes from ${offset}, after confirming up to ${this.start}`);
     this.releaseTo(offset);
     return this.chunks.slice(this.head);
   }

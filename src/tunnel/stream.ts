@@ -172,8 +172,9 @@ export class Stream extends Duplex {
    */
   applyPeerState(peer: StreamState): number {
     if (!this.replay) throw new Error('applyPeerState on a stream without replay');
-    if (peer.received > this.bytesSent || peer.limit < this.bytesSent || peer.limit - this.bytesSent > 0xffffffff) {
-      throw new ProtocolError(`stream ${this.id}: resume state (received ${peer.received}, limit ${peer.limit}) does not match the ${this.bytesSent} bytes sent`);
+    const badWindow = peer.window < INITIAL_STREAM_WINDOW || peer.window > 0xffffffff;
+    if (badWindow || peer.received > this.bytesSent || peer.limit < this.bytesSent || peer.limit - this.bytesSent > 0xffffffff) {
+      throw new ProtocolError(`stream ${this.id}: resume state (window ${peer.window}, received ${peer.received}, limit ${peer.limit}) does not fit the ${this.bytesSent} bytes sent`);
     }
     this.peerAnnounced = true;
     this.openFlags = 0;
