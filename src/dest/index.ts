@@ -39,10 +39,10 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
   let sessionSeq = 0;
   server.on('refused', (peer, status, reason) => log.warn({ peer: peer.address, status, reason }, 'connection refused'));
   server.on('session', (session, peer) => {
-    const info = { id: ++sessionSeq, peer: peer.address, client: peer.identity, rttMs: null as number | null };
+    const info = { id: ++sessionSeq, peer: peer.address, client: peer.identity, rttMs: null as number | null, suspended: false };
     const sessionLog = log.child({ session: info.id, peer: peer.address, client: peer.identity });
     sessions.add(session);
-    registry.sessions.set(info.id, info);
+    registry.trackSession(info, session);
     session.on('rtt', (ms) => (info.rttMs = ms));
     session.on('suspend', (reason) => sessionLog.warn({ reason: reason.message, streams: session.streamCount }, 'session suspended'));
     session.on('resume', (resumed) => sessionLog.info(resumed, 'session resumed'));
@@ -56,7 +56,6 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
     });
     session.on('close', (reason) => {
       sessions.delete(session);
-      registry.sessions.delete(info.id);
       // A peer that broke the protocol is worth a warning; the rest are ordinary ends.
       sessionLog[reason instanceof ProtocolError ? 'warn' : 'info']({ reason: reason.message }, 'session closed');
     });

@@ -1,6 +1,7 @@
 // The Prometheus view of a Registry: every value computed at scrape time from live streams plus
 // the totals of closed ones.
 import { Counter, Gauge, Registry as PromRegistry, type LabelValues } from 'prom-client';
+import { replayMemory } from '../tunnel/index.js';
 import { directionBytes, negotiated, type Registry } from './registry.js';
 
 type Labels = LabelValues<string>;
@@ -34,6 +35,39 @@ export function prometheusRegistry(registry: Registry): PromRegistry {
     registers: [prom],
     collect() {
       this.set(registry.sessions.size);
+    },
+  });
+  new Gauge({
+    name: 'nbd_tunnel_sessions_suspended',
+    help: 'Sessions whose connection is lost, waiting for a resume',
+    registers: [prom],
+    collect() {
+      this.set([...registry.sessions.values()].filter((s) => s.suspended).length);
+    },
+  });
+  new Counter({
+    name: 'nbd_tunnel_session_resumes_total',
+    help: 'Sessions resumed after a lost connection',
+    registers: [prom],
+    collect() {
+      this.reset();
+      this.inc(registry.resumes);
+    },
+  });
+  new Gauge({
+    name: 'nbd_tunnel_replay_bytes',
+    help: 'Bytes held for re-sending after a reconnect (sent, not yet confirmed by the peer), all streams',
+    registers: [prom],
+    collect() {
+      this.set(replayMemory.bytes);
+    },
+  });
+  new Gauge({
+    name: 'nbd_tunnel_replay_bytes_peak',
+    help: 'Most bytes ever held for re-sending at once by this process',
+    registers: [prom],
+    collect() {
+      this.set(replayMemory.peak);
     },
   });
   new Gauge({

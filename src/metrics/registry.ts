@@ -34,6 +34,8 @@ export interface SessionInfo {
   peer: string;
   client?: string;
   rttMs: number | null;
+  /** The connection is lost and the session waits for a resume. */
+  suspended: boolean;
 }
 
 /** Totals that outlive streams, keyed by label values joined with NUL. */
@@ -53,6 +55,19 @@ export class Registry {
   readonly closedRequests = new Totals(); // route, export, type
   readonly closedErrors = new Totals(); // route, export
   readonly refusals = new Totals(); // reason
+  /** Sessions resumed after a lost connection, since start. */
+  resumes = 0;
+
+  /** Keeps a session's entry current through suspensions and resumes, and drops it on close. */
+  trackSession(info: SessionInfo, session: { on(event: 'suspend' | 'resume' | 'close', listener: () => void): unknown }): void {
+    this.sessions.set(info.id, info);
+    session.on('suspend', () => (info.suspended = true));
+    session.on('resume', () => {
+      info.suspended = false;
+      this.resumes++;
+    });
+    session.on('close', () => this.sessions.delete(info.id));
+  }
 
   track(entry: TrackedStream): () => void {
     this.streams.add(entry);

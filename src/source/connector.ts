@@ -65,8 +65,8 @@ export class Connector {
       this.failures = 0;
       this.session = session;
       this.live.add(session);
-      const info = { id: ++this.sessionNumber, peer: this.options.url, rttMs: null as number | null };
-      this.registry.sessions.set(info.id, info);
+      const info = { id: ++this.sessionNumber, peer: this.options.url, rttMs: null as number | null, suspended: false };
+      this.registry.trackSession(info, session);
       const log = this.log.child({ session: info.id });
       log.info({ url: this.options.url, resumable: session.resumable, sessionId: sessionId(session) }, 'connected');
       session.on('rtt', (ms) => (info.rttMs = ms));
@@ -80,7 +80,6 @@ export class Connector {
       });
       session.on('close', (reason) => {
         this.live.delete(session);
-        this.registry.sessions.delete(info.id);
         this.onSessionClosed(session, reason);
       });
       return session;

@@ -49,7 +49,7 @@ export function renderStatus(doc: StatusDocument, withBars: boolean): string {
   }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
-  const sessions = doc.sessions.map((s) => `session ${s.id}: ${s.client ? `${s.client} ` : ''}${s.peer}${s.rttMs === null ? '' : `, rtt ${s.rttMs} ms`}`);
+  const sessions = doc.sessions.map((s) => `session ${s.id}: ${s.client ? `${s.client} ` : ''}${s.peer}${s.rttMs === null ? '' : `, rtt ${s.rttMs} ms`}${s.suspended ? ', SUSPENDED (reconnecting)' : ''}`);
   const out = [`nbd-tunnel ${doc.role} (pid ${doc.pid}): ${doc.sessions.length} session(s)`, ...sessions, line(header)];
   rows.forEach((r, i) => out.push(withBars ? `${line(r)}  ${bars[i]}` : line(r)));
   if (rows.length === 0) out.push('(no streams)');
