@@ -2,7 +2,7 @@
 import { reloadOnHangup, type DestConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import { Registry, startMetrics } from '../metrics/index.js';
-import { isResumeRequest, ProtocolError, TunnelServer, type Session } from '../tunnel/index.js';
+import { isResumeRequest, openDeadlineMs, ProtocolError, TunnelServer, type Session } from '../tunnel/index.js';
 import { workerName } from '../workers.js';
 import { createAdmission } from './admission.js';
 import { handleStream } from './stream-handler.js';
@@ -49,7 +49,8 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
     sessionLog.info({ resumable: session.resumable }, 'session opened');
     session.on('stream', (stream) => {
       const streamLog = sessionLog.child({ stream: stream.id });
-      handleStream(stream, { routes: config.routes, allow: config.allow, session: info.id, peer, observation }, streamLog).catch((error: Error) => {
+      const context = { routes: config.routes, allow: config.allow, session: info.id, peer, observation, openDeadlineMs: openDeadlineMs(session) };
+      handleStream(stream, context, streamLog).catch((error: Error) => {
         streamLog.error({ reason: error.message }, 'stream failed: internal error');
         stream.destroy();
       });

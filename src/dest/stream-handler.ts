@@ -12,6 +12,8 @@ export interface StreamContext {
   session: number;
   peer: PeerInfo;
   observation: Observation;
+  /** For the open request to arrive (longer on a resumable session). */
+  openDeadlineMs: number;
 }
 
 export async function handleStream(stream: Stream, context: StreamContext, log: Logger): Promise<void> {
@@ -24,7 +26,7 @@ export async function handleStream(stream: Stream, context: StreamContext, log: 
   stream.on('error', () => {}); // a reset at any step is reported by that step or by relay()
   let route: string;
   try {
-    route = parseOpenRequest(await readMessage(stream)).route;
+    route = parseOpenRequest(await readMessage(stream, context.openDeadlineMs)).route;
   } catch (error) {
     refuse(log, 'bad-open-request', (error as Error).message);
     return;

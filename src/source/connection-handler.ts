@@ -2,7 +2,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { observedRelay, type Observation } from '../metrics/index.js';
-import { encodeMessage, parseOpenReply, readMessage, type Stream } from '../tunnel/index.js';
+import { encodeMessage, openDeadlineMs, parseOpenReply, readMessage, type Stream } from '../tunnel/index.js';
 import type { Connector } from './connector.js';
 
 export async function handleConnection(
@@ -16,9 +16,12 @@ export async function handleConnection(
   socket.on('error', () => {}); // reported through splice or the refusal below
   let stream: Stream;
   let session: number;
+  let deadlineMs: number;
   try {
-    stream = (await connector.acquire()).open();
+    const tunnel = await connector.acquire();
+    stream = tunnel.open();
     session = connector.sessionNumber;
+    deadlineMs = openDeadlineMs(tunnel);
   } catch (error) {
     observation.registry.refused('no-tunnel');
     log.error({ route, reason: (error as Error).message }, 'stream refused: no tunnel to the destination');
@@ -29,7 +32,7 @@ export async function handleConnection(
   stream.on('error', () => {}); // reported through splice or the refusal below
   stream.write(encodeMessage({ route }));
   try {
-    const reply = parseOpenReply(await readMessage(stream));
+    const reply = parseOpenReply(await readMessage(stream, deadlineMs));
     if (!reply.ok) {
       observation.registry.refused(reply.code);
       streamLog.error({ code: reply.code, reason: reply.message }, 'stream refused by the destination');

@@ -23,6 +23,11 @@ export function encodeMessage(message: OpenRequest | OpenReply): Buffer {
  * Reads one framed message and leaves the stream paused, with any bytes after the
  * message put back, so that piping it afterwards loses nothing.
  */
+/** The open handshake's deadline on a session: a suspension may delay it by up to the resume timeout. */
+export function openDeadlineMs(session: { resumeTimeoutMs: number }): number {
+  return OPEN_TIMEOUT_MS + session.resumeTimeoutMs;
+}
+
 export function readMessage(stream: Duplex, timeoutMs = OPEN_TIMEOUT_MS): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];

@@ -95,7 +95,8 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
   private transport: Transport = DETACHED;
   private phase: Phase = 'open';
   private readonly client: boolean;
-  private readonly resumeTimeoutMs: number;
+  /** How long a lost transport may stay lost (0: not resumable). */
+  readonly resumeTimeoutMs: number;
   private resumeTimer: NodeJS.Timeout | null = null;
   private suspendedAt = 0;
   /** While resuming: the peer's state message being read. */
