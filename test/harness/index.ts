@@ -9,3 +9,4 @@ export * from './proxies.js';
 export * from './rig.js';
 export * from './tcp-relay.js';
 export * from './nbd-client.js';
+export * from './fault-tunnel.js';

@@ -16,6 +16,7 @@ const NBD_INFO_EXPORT = 0;
 const NBD_FLAG_READ_ONLY = 1 << 1;
 const NBD_REQUEST_MAGIC = 0x25609513;
 const NBD_SIMPLE_REPLY_MAGIC = 0x67446698;
+const NBD_CMD_READ = 0;
 const NBD_CMD_WRITE = 1;
 const NBD_CMD_DISC = 2;
 
@@ -102,6 +103,19 @@ export class NbdClient {
     if (reply.readBigUInt64BE(8) !== cookie) throw new Error('NBD reply for another request');
     const error = reply.readUInt32BE(4);
     if (error !== 0) throw new Error(`NBD write at ${offset} failed: errno ${error}`);
+  }
+
+  /** NBD_CMD_READ; resolves with the bytes read once the server has replied. */
+  async read(offset: number, length: number): Promise<Buffer> {
+    const cookie = this.cookie++;
+    this.socket.write(request(NBD_CMD_READ, cookie, offset, length));
+    const reply = await this.reader.read(16);
+    if (reply.readUInt32BE(0) !== NBD_SIMPLE_REPLY_MAGIC) throw new Error('unexpected NBD reply magic');
+    if (reply.readBigUInt64BE(8) !== cookie) throw new Error('NBD reply for another request');
+    const error = reply.readUInt32BE(4);
+    // A simple reply carries no payload when it reports an error.
+    if (error !== 0) throw new Error(`NBD read at ${offset} failed: errno ${error}`);
+    return Buffer.from(await this.reader.read(length));
   }
 
   /** NBD_CMD_DISC, then close. */
