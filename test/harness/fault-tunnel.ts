@@ -32,6 +32,9 @@ export interface FaultTunnelOptions {
   sourceRoutes: Record<string, string>;
   destArgs?: string[];
   sourceArgs?: string[];
+  /** Environment variables (NBD_TUNNEL_*) for the destination and the source. */
+  destEnv?: Record<string, string>;
+  sourceEnv?: Record<string, string>;
   /** Put a TCP relay between source and destination, with these settings; absent: direct. */
   relay?: Omit<TcpRelayOptions, 'target'>;
   /** The destination's port; by default a free one picked at start, kept across restartDest(). */
@@ -72,7 +75,8 @@ export async function startFaultTunnel(options: FaultTunnelOptions): Promise<Fau
     pki.caCert,
     ...(options.destArgs ?? []),
   ];
-  const dests: Proxy[] = [await startProxy(destArgs, 'listening')];
+  const startDest = (): Promise<Proxy> => startProxy(destArgs, 'listening', 10_000, options.destEnv);
+  const dests: Proxy[] = [await startDest()];
   let relay: TcpRelay | null = null;
   let source: Proxy | null = null;
   const stop = async (): Promise<void> => {
@@ -98,6 +102,8 @@ export async function startFaultTunnel(options: FaultTunnelOptions): Promise<Fau
         ...(options.sourceArgs ?? []),
       ],
       'ready',
+      10_000,
+      options.sourceEnv,
     );
   } catch (error) {
     await stop();
@@ -114,7 +120,7 @@ export async function startFaultTunnel(options: FaultTunnelOptions): Promise<Fau
     dests,
     async restartDest(signal: NodeJS.Signals = 'SIGKILL') {
       await dests[dests.length - 1].child.stop(signal);
-      dests.push(await startProxy(destArgs, 'listening'));
+      dests.push(await startDest());
       return dests[dests.length - 1];
     },
     stop,

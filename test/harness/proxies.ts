@@ -16,8 +16,9 @@ export interface Proxy {
   stop(): Promise<void>;
 }
 
-export async function startProxy(args: readonly string[], ready: string, timeoutMs = 10_000): Promise<Proxy> {
-  const child = await spawnChild(process.execPath, [CLI, ...args]);
+/** `env`: variables added to this process's environment for the proxy (NBD_TUNNEL_* settings). */
+export async function startProxy(args: readonly string[], ready: string, timeoutMs = 10_000, env?: Record<string, string>): Promise<Proxy> {
+  const child = await spawnChild(process.execPath, [CLI, ...args], env ? { env: { ...process.env, ...env } } : {});
   const logs: LogLine[] = [];
   const waiters = new Set<{ predicate: LogPredicate; resolve: (line: LogLine) => void }>();
   let partial = '';
