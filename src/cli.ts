@@ -170,8 +170,8 @@ async function start(role: Role): Promise<void> {
 /** Stops taking connections, lets open streams finish for up to `timeoutMs`, then closes the rest and exits. */
 async function drainAndExit(running: Running, signal: string, timeoutMs: number, log: Logger): Promise<never> {
   const started = Date.now();
+  running.stopAccepting(); // first: whoever reads the line below may rely on it
   log.info({ signal, streams: running.openStreams(), drainTimeoutMs: timeoutMs }, 'draining');
-  running.stopAccepting();
   while (running.openStreams() > 0 && Date.now() - started < timeoutMs) await sleep(DRAIN_POLL_MS);
   const left = running.openStreams();
   if (left > 0) log.warn({ streams: left, drainTimeoutMs: timeoutMs }, 'drain timeout: closing the streams still open');

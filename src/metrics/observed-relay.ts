@@ -20,7 +20,7 @@ export async function observedRelay(
   log: Logger,
   startedAt: number,
 ): Promise<void> {
-  const observer = observation.inspect ? observeNbd(log) : undefined;
+  const observer = observation.inspect ? observeNbd(log, side === 'dest') : undefined;
   const untrack = observation.registry.track({ ...where, stream, side, observer, startedAt });
   try {
     await relay(stream, socket, side, log, startedAt, observer);

@@ -13,12 +13,19 @@ export interface NbdObserver {
   snapshot(): NbdStreamStats;
   /** Fields for the stream's closing line; stops the progress timer. */
   finish(): Record<string, unknown>;
+  /** The local socket ended first: on the destination, an NBD server that leaves a client mid-session has failed. */
+  localEnded(): Error | null;
 }
 
-export function observeNbd(log: Logger): NbdObserver {
+/** `localIsServer`: the local socket is the NBD server (the destination's side). */
+export function observeNbd(log: Logger, localIsServer: boolean): NbdObserver {
   let negotiated = false;
+  let disconnected = false;
   const inspector = new NbdInspector({
     listener: {
+      disconnect() {
+        disconnected = true;
+      },
       negotiated(info) {
         negotiated = true;
         log.info({ export: info.exportName, size: info.exportSize, structuredReplies: info.structuredReplies }, 'nbd export opened');
@@ -53,6 +60,13 @@ export function observeNbd(log: Logger): NbdObserver {
     toDest: (chunk) => inspector.toDest(chunk),
     toSource: (chunk) => inspector.toSource(chunk),
     snapshot: () => inspector.snapshot(),
+    localEnded() {
+      // proto.md "Terminating the transmission phase": a soft disconnect is the client's (NBD_CMD_DISC); a server that drops it mid-session is a hard disconnect.
+      if (!localIsServer || !negotiated || disconnected || !inspector.inspecting) return null;
+      return Object.assign(new Error('ECONNRESET: the NBD server closed the connection while the client was still using it (no NBD_CMD_DISC): it stopped or failed'), {
+        code: 'ECONNRESET',
+      });
+    },
     finish() {
       clearInterval(timer);
       if (!negotiated) return {};

@@ -10,6 +10,8 @@ export interface Tap {
   toSource(chunk: Buffer): void;
   /** Extra fields for the closing line. */
   finish(): Record<string, unknown>;
+  /** The local socket ended its side: an error turns that into a reset of the stream (with its errno). */
+  localEnded?(): Error | null;
 }
 
 /** `side` says which way the stream's sent bytes go: from the source they go to the destination. */
@@ -27,7 +29,7 @@ export async function relay(
     toDest.on('data', (chunk: Buffer) => tap.toDest(chunk));
     toSource.on('data', (chunk: Buffer) => tap.toSource(chunk));
   }
-  const error = await splice(socket, stream);
+  const error = await splice(socket, stream, () => tap?.localEnded?.() ?? null);
   const [toDest, toSource] = side === 'source' ? [stream.bytesSent, stream.bytesReceived] : [stream.bytesReceived, stream.bytesSent];
   const fields = { bytesToDest: toDest, bytesToSource: toSource, durationMs: Date.now() - startedAt, ...tap?.finish() };
   if (error) log.warn({ ...fields, reason: error.message }, 'stream closed');

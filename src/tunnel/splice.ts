@@ -2,8 +2,12 @@
 // writable side; an error on either destroys both. pipe() carries the backpressure.
 import { finished, type Duplex } from 'node:stream';
 
-/** Resolves when both streams are done, with the first error (null for a clean close). */
-export function splice(a: Duplex, b: Duplex): Promise<Error | null> {
+/**
+ * Resolves when both streams are done, with the first error (null for a clean close).
+ * `onEnd`, when `a` ends its side, may return an error to destroy both with instead of
+ * passing the half-close on.
+ */
+export function splice(a: Duplex, b: Duplex, onEnd?: () => Error | null): Promise<Error | null> {
   return new Promise((resolve) => {
     let firstError: Error | null = null;
     let open = 2;
@@ -16,7 +20,12 @@ export function splice(a: Duplex, b: Duplex): Promise<Error | null> {
     };
     finished(a, settle(b));
     finished(b, settle(a));
-    a.pipe(b);
+    a.pipe(b, { end: false });
+    a.once('end', () => {
+      const error = onEnd?.() ?? null;
+      if (error) a.destroy(error);
+      else b.end();
+    });
     b.pipe(a);
   });
 }

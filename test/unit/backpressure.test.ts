@@ -23,7 +23,7 @@ before(async () => {
   const [ca, cert, key, clientCert, clientKey] = await Promise.all(
     [pki.caCert, pki.serverCert, pki.serverKey, pki.clientCert, pki.clientKey].map((p) => readFile(p)),
   );
-  server = new TunnelServer({ host: '127.0.0.1', port: 0, tls: { ca, cert, key }, admit: () => ({ ok: true, identity: 'test', identities: ['test'] }), session: { streamWindow: WINDOW } });
+  server = new TunnelServer({ host: '127.0.0.1', port: 0, tls: { ca, cert, key }, admit: () => ({ ok: true, identity: 'test', identities: ['test'], principal: 'test' }), session: { streamWindow: WINDOW } });
   const sessionArrived = once(server, 'session');
   const { port } = await server.listen();
   client = await connectTunnel({ url: `wss://localhost:${port}`, ca, cert: clientCert, key: clientKey, session: { streamWindow: WINDOW } });
