@@ -204,7 +204,9 @@ test('1: three resets of the tunnel connection during a 512 MiB mirror: resumed 
         assert.equal(countLogs(proxy, byMsg('stream opened', name)), 1);
       }
       for (const line of ft.source.logs.filter(byMsg('session resumed'))) {
-        t.diagnostic(`resumed: streams ${String(line.streams)}, replayed ${String(line.replayedBytes)} bytes, outage ${String(line.outageMs)} ms`);
+        t.diagnostic(`resumed: streams ${String(line.streams)}, replayed ${String(line.replayedBytes)} bytes, outage ${String(line.outageMs)} ms, replay peak ${String(line.peakReplayBytes)} bytes`);
+        // One stream: what waits for the peer's confirmation never exceeds its 16 MiB window.
+        assert.ok(Number(line.peakReplayBytes) <= 16 * MiB, `replay peak ${String(line.peakReplayBytes)}`);
       }
       assertIdentical(await rig.verify());
       // QEMU quit: the one stream ends cleanly on both sides.
@@ -217,6 +219,37 @@ test('1: three resets of the tunnel connection during a 512 MiB mirror: resumed 
     }
   }
   t.diagnostic(`the 3 resets cost ${(totals[3] - totals[0]).toFixed(0)} ms`);
+});
+
+test('1b: dest --workers 3: each reset is resumed on the worker that holds the session, whichever worker the reconnect reaches', { timeout: 120_000 }, async (t) => {
+  const name = 'vm-workers';
+  const jobId = `m-${name}`;
+  const link = faultLink({ relay: { rateBytesPerSecond: THROTTLE }, destArgs: ['--workers', '3'] });
+  const rig = await startRig({ dir: await caseDir('workers'), pki, disks: [{ name, size: 256 * MiB, seed: 48 }], connect: link.connect });
+  try {
+    const ft = link.tunnel();
+    await rig.startMirrors();
+    const stop = new AbortController();
+    const driver = resetWhileCopying(rig, jobId, () => ft.relay!.resetAll(), ft.source, 3, stop.signal).catch((e: Error) => e);
+    try {
+      await rig.waitReady();
+    } finally {
+      stop.abort();
+    }
+    const resetsDone = await driver;
+    if (resetsDone instanceof Error) throw resetsDone;
+    await completeClean(rig);
+    assertCleanJob(rig.source, jobId);
+    assert.equal(resetsDone.length, 3);
+    assert.equal(countLogs(ft.source, byMsg('session resumed')), 3, resumedSummary(ft.source));
+    assert.equal(countLogs(ft.source, byMsg('stream opened', name)), 1, 'QEMU kept its one connection');
+    // Reconnects that reached another worker were sent back (HTTP 421) and tried again.
+    const misdirected = ft.dest.logs.filter((l) => l.msg === 'connection refused' && l.status === 421).length;
+    t.diagnostic(`${ft.relay!.accepted} tunnel connections for 3 resets; ${misdirected} reached another worker first`);
+    assertIdentical(await rig.verify());
+  } finally {
+    await rig.stop();
+  }
 });
 
 test('2: a 5 s black hole with 0.5/2 s keepalive: the session is suspended for the keepalive, resumed, the mirror completes identical', { timeout: 120_000 }, async (t) => {
