@@ -11,6 +11,9 @@ export interface Pki {
   /** Signed by caCert, CN and SAN hv1.example.org, clientAuth. */
   clientCert: string;
   clientKey: string;
+  /** Another certificate with the same name (hv1.example.org), signed by caCert: the same identity, other credentials. */
+  twinClientCert: string;
+  twinClientKey: string;
   /** A CA unrelated to caCert. */
   foreignCaCert: string;
   /** A client cert signed by foreignCaCert. */
@@ -55,6 +58,7 @@ export async function makePki(dir: string): Promise<Pki> {
   const server = await issue(dir, ca, 'server', { cn: 'localhost', san: 'DNS:localhost,IP:127.0.0.1', usage: 'serverAuth', ...valid });
   const wrongName = await issue(dir, ca, 'wrong-name-server', { cn: 'other.example.org', san: 'DNS:other.example.org', usage: 'serverAuth', ...valid });
   const goodClient = await issue(dir, ca, 'client', { ...client, ...valid });
+  const twinClient = await issue(dir, ca, 'twin-client', { ...client, ...valid });
   const foreignClient = await issue(dir, foreignCa, 'foreign-client', { ...client, ...valid });
   const expiredClient = await issue(dir, ca, 'expired-client', { ...client, notBefore: new Date(now - 30 * DAY_MS), notAfter: new Date(now - DAY_MS) });
   return {
@@ -63,6 +67,8 @@ export async function makePki(dir: string): Promise<Pki> {
     serverKey: server.key,
     clientCert: goodClient.cert,
     clientKey: goodClient.key,
+    twinClientCert: twinClient.cert,
+    twinClientKey: twinClient.key,
     foreignCaCert: foreignCa.cert,
     foreignClientCert: foreignClient.cert,
     foreignClientKey: foreignClient.key,
