@@ -410,6 +410,35 @@ test('5a: destination restarted mid-mirror: "destination lost the session", a ne
   }
 });
 
+test('5a2: destination restarted mid-mirror with QEMU\'s reconnect-delay: QEMU reconnects through a new session and the mirror completes identical', { timeout: 120_000 }, async (t) => {
+  const name = 'vm-reconnect';
+  const jobId = `m2-${name}`;
+  const link = faultLink({ relay: { rateBytesPerSecond: THROTTLE } });
+  const rig = await startRig({ dir: await caseDir('reconnect'), pki, disks: [{ name, size: 256 * MiB, seed: 49 }], connect: link.connect });
+  try {
+    const ft = link.tunnel();
+    const disk = rig.disks[0]!;
+    // The README's advice: reconnect-delay on the nbd node covers what resuming cannot.
+    await rig.source.addNbdClient(`${name}-tgt-rd`, disk.clientSocket, name, 20);
+    await rig.source.mirror({ jobId, device: `${name}-src`, target: `${name}-tgt-rd` });
+    assert.ok(await waitJobProgress(rig.source, jobId, 0.15), 'the job was still copying at the restart');
+    const restarted = performance.now();
+    await ft.restartDest('SIGKILL');
+    await rig.source.waitJobReady(jobId, 90_000);
+    t.diagnostic(`READY ${(performance.now() - restarted).toFixed(0)} ms after the destination was killed and restarted`);
+    await rig.source.cancelJob(jobId);
+    await rig.source.waitJobCompleted(jobId, 60_000);
+    assertCleanJob(rig.source, jobId);
+    const lost = await ft.source.waitForLog((l) => byMsg('stream closed', name)(l) && l.reason !== undefined);
+    assert.match(String(lost.reason), /destination lost the session/);
+    assert.ok(countLogs(ft.source, byMsg('stream opened', name)) >= 3, 'QEMU opened a new connection after the loss');
+    assert.ok(countLogs(ft.dest, byMsg('stream opened', name)) >= 1, 'the new destination carried it');
+    assertIdentical(await rig.verify());
+  } finally {
+    await rig.stop();
+  }
+});
+
 test('5b: a destination NBD server killed mid-stream: that stream closes naming the errno, the other mirror completes identical', { timeout: 120_000 }, async (t) => {
   const caseRoot = await caseDir('killed');
   const keep = 'vm-keep';

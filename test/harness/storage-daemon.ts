@@ -55,13 +55,18 @@ export class StorageDaemon {
     });
   }
 
-  /** Adds an NBD client node; QEMU connects to `socketPath` during this call. */
-  async addNbdClient(nodeName: string, socketPath: string, exportName: string): Promise<void> {
+  /**
+   * Adds an NBD client node; QEMU connects to `socketPath` during this call. With
+   * `reconnectDelay` (seconds), QEMU reconnects after losing the connection and re-runs the
+   * requests it held meanwhile.
+   */
+  async addNbdClient(nodeName: string, socketPath: string, exportName: string, reconnectDelay?: number): Promise<void> {
     await this.qmp.execute('blockdev-add', {
       driver: 'nbd',
       'node-name': nodeName,
       server: { type: 'unix', path: socketPath },
       export: exportName,
+      ...(reconnectDelay === undefined ? {} : { 'reconnect-delay': reconnectDelay }),
     });
   }
 
