@@ -99,6 +99,7 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
   readonly resumeTimeoutMs: number;
   private resumeTimer: NodeJS.Timeout | null = null;
   private suspendedAt = 0;
+  private resumingSince = 0;
   /** While resuming: the peer's state message being read. */
   private stateReader: SessionStateReader | null = null;
   /** Client, while resuming: frames made after our state was sent, to send once it is applied. */
@@ -183,6 +184,7 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
     }
     if (this.phase !== 'suspended') this.suspend(new Error('replaced by a new connection from the peer'));
     this.phase = 'resuming';
+    this.resumingSince = Date.now();
     this.attach(transport);
     this.stateReader = new SessionStateReader();
     if (this.client) transport.send(encodeSessionState(this.snapshot()));
@@ -437,8 +439,13 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
   }
 
   private tickKeepalive(): void {
-    if (this.phase !== 'open') return;
     const now = Date.now();
+    if (this.phase === 'resuming' && now - this.resumingSince >= this.keepaliveTimeoutMs && now - this.lastReceiveAt >= this.keepaliveTimeoutMs) {
+      // A new connection that never carries the peer's state is as dead as the old one.
+      this.suspend(new Error(`no resume state from the peer within ${this.keepaliveTimeoutMs} ms`));
+      return;
+    }
+    if (this.phase !== 'open') return;
     if (this.pingSentAt !== 0 && now - this.pingSentAt >= this.keepaliveTimeoutMs && now - this.lastReceiveAt >= this.keepaliveTimeoutMs) {
       const reason = new Error(`keepalive timeout: nothing received from the peer for ${now - this.lastReceiveAt} ms`);
       if (this.resumable) this.suspend(reason);

@@ -166,3 +166,21 @@ test('300 short streams opened and closed while the link is cut every few millis
   pair.client.close();
   pair.server.close();
 });
+
+test('a new connection that never brings the peer\'s state is given up after the keepalive timeout, and the session stays suspended', async () => {
+  const [a, b] = memoryPair();
+  const client = new Session(a, { client: true, keepaliveIntervalMs: 20, keepaliveTimeoutMs: 100, resumeTimeoutMs: 5_000 });
+  const server = new Session(b, { client: false, keepaliveIntervalMs: 0, resumeTimeoutMs: 5_000 });
+  const suspends: string[] = [];
+  client.on('suspend', (reason) => suspends.push(reason.message));
+  a.close(new Error('link reset'));
+  await once(client, 'suspend');
+  const [silent] = memoryPair(); // its other end is never attached to the server
+  client.resume(silent);
+  await once(client, 'suspend');
+  assert.deepEqual(suspends, ['link reset', 'no resume state from the peer within 100 ms']);
+  assert.equal(client.suspended, true);
+  assert.equal(client.closed, false);
+  client.close();
+  server.close();
+});
