@@ -45,6 +45,12 @@ export const SMALL_FRAME_PAYLOAD = 16 * 1024; // up to this, header and payload 
 export const DEFAULT_KEEPALIVE_INTERVAL_MS = 5_000;
 export const DEFAULT_KEEPALIVE_TIMEOUT_MS = 10_000;
 export const DEFAULT_MAX_STREAMS = 256;
+/**
+ * Credit goes back in this many WindowUpdates per window (1 MiB each by default): few frames,
+ * and the sender's replay buffer is released soon after the bytes are read (measured: a
+ * quarter window cost resumable sessions about 8% of one-disk throughput).
+ */
+export const CREDIT_BATCHES = 16;
 
 // The tunnel around the multiplexer (DESIGN.md "Wire protocol, version 1").
 export const SUBPROTOCOL = 'nbd-tunnel.v1';

@@ -5,7 +5,7 @@
 // that both sides forget a stream only once neither can need it again.
 import { constants as osConstants } from 'node:os';
 import { Duplex } from 'node:stream';
-import { FLAG_ACK, FLAG_FIN, FLAG_RST, FLAG_SYN, INITIAL_STREAM_WINDOW, LOCAL_HIGH_WATER_MARK, TYPE_WINDOW_UPDATE } from './const.js';
+import { CREDIT_BATCHES, FLAG_ACK, FLAG_FIN, FLAG_RST, FLAG_SYN, INITIAL_STREAM_WINDOW, LOCAL_HIGH_WATER_MARK, TYPE_WINDOW_UPDATE } from './const.js';
 import { ProtocolError, StreamError } from './errors.js';
 import { ReplayBuffer } from './replay-buffer.js';
 import { RESUME_EOF_DELIVERED, RESUME_FIN_RECEIVED, type StreamState } from './resume-state.js';
@@ -86,7 +86,7 @@ export class Stream extends Duplex {
     super({ allowHalfOpen: true, readableHighWaterMark: 256 * 1024, writableHighWaterMark: LOCAL_HIGH_WATER_MARK });
     this.window = options.window;
     this.recvCredit = options.window;
-    this.creditThreshold = Math.max(1, Math.floor(options.window / 4));
+    this.creditThreshold = Math.max(1, Math.floor(options.window / CREDIT_BATCHES));
     this.replay = options.resumable ? new ReplayBuffer() : null;
     this.openFlags = options.opening ? FLAG_SYN : FLAG_ACK;
     // Announce the window at once: the peer may write as soon as it sees SYN/ACK.
@@ -272,7 +272,7 @@ export class Stream extends Duplex {
 
   /**
    * Hands queued bytes to the reader while it asks for more. Bytes it has taken are credited
-   * back to the peer in batches of a quarter window, not per read.
+   * back to the peer in batches of 1/CREDIT_BATCHES of the window, not per read.
    */
   private deliver(): void {
     let taken = 0;
