@@ -37,6 +37,8 @@ test('bad flags exit 2 with one line naming the flag', async () => {
     [['source', '--connect', 'wss://x:1', '--route', 'a=/tmp/a.sock', '--stream-window', '1K', ...sourceTls()], /--stream-window 1K: must be between 256K/],
     [['source', '--connect', 'wss://x:1', '--route', 'a=/tmp/a.sock', '--log-level', 'loud', ...sourceTls()], /--log-level/],
     [['dest', '--route', 'a=/tmp/a.sock', ...destTls()], /required option '--listen/],
+    [['source', '--connect', 'wss://x:1', '--route', 'a=/tmp/a.sock', '--resume-timeout', 'soon', ...sourceTls()], /--resume-timeout 'soon': expected seconds, 0 or more/],
+    [['dest', '--listen', '127.0.0.1:1', '--route', 'a=/tmp/a.sock', '--drain-timeout', '-1', ...destTls()], /--drain-timeout '-1': expected seconds, 0 or more/],
     [['dest', '--listen', '127.0.0.1:1', '--route', 'a=/tmp/a.sock', '--allow', 'a=hv*.example.org', ...destTls()], /--allow 'a=hv\*\.example\.org': 'hv\*\.example\.org': '\*' may only be the whole leftmost label/],
     [['dest', '--listen', '127.0.0.1:1', '--route', 'a=/tmp/a.sock', '--allow', 'b=hv1.example.org', ...destTls()], /--allow 'b=hv1\.example\.org': route 'b' is not given with --route/],
   ];
