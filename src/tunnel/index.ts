@@ -5,7 +5,7 @@ export { replayMemory } from './replay-buffer.js';
 export { isResumeRequest } from './resume-table.js';
 export { encodeMessage, openDeadlineMs, parseOpenReply, parseOpenRequest, readMessage, type OpenReply, type OpenRequest } from './open-request.js';
 export { TunnelServer, type Admission, type PeerInfo, type ServerOptions } from './server.js';
-export { Session, type ResumeInfo, type SessionOptions } from './session.js';
+export { Session, type SessionOptions } from './session.js';
 export { relay, type Tap } from './relay.js';
 export { Stream } from './stream.js';
 export { explainClientCertError } from './tls-errors.js';

@@ -18,10 +18,6 @@ export class ReplayBuffer {
   private start = 0;
   private held = 0;
 
-  get bytes(): number {
-    return this.held;
-  }
-
   /** Appends a payload just sent. */
   push(chunk: Buffer): void {
     this.chunks.push(chunk);

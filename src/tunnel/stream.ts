@@ -101,11 +101,6 @@ export class Stream extends Duplex {
 
   // ---- called by the session -------------------------------------------------
 
-  /** Payload bytes kept for replay. */
-  get replayBytes(): number {
-    return this.replay?.bytes ?? 0;
-  }
-
   /** A WindowUpdate grants more credit; the first with SYN/ACK also announces the peer's window. */
   addSendCredit(delta: number, flags: number): void {
     if (this.sendCredit + delta > 0xffffffff) throw new ProtocolError(`stream ${this.id}: send window overflow`);
