@@ -153,9 +153,9 @@ interface ResetRecord {
 
 /**
  * Resets the relay `count` times while the job copies, at evenly spaced fractions of its length;
- * after each reset waits for the source's next "session resumed" so every reset hits a live session.
+ * after each reset waits for the source's next "session resumed" (one per session) so every reset hits live sessions.
  */
-async function resetWhileCopying(rig: Rig, jobId: string, relayReset: () => void, source: Proxy, count: number, signal: AbortSignal): Promise<ResetRecord[]> {
+async function resetWhileCopying(rig: Rig, jobId: string, relayReset: () => void, source: Proxy, count: number, signal: AbortSignal, sessions = 1): Promise<ResetRecord[]> {
   const done: ResetRecord[] = [];
   const started = performance.now();
   for (let k = 0; k < count && !signal.aborted; k++) {
@@ -164,7 +164,7 @@ async function resetWhileCopying(rig: Rig, jobId: string, relayReset: () => void
     relayReset();
     done.push({ atMs: performance.now() - started, offset: at.offset, len: at.len });
     const deadline = Date.now() + 30_000;
-    while (countLogs(source, byMsg('session resumed')) < k + 1 && !signal.aborted && Date.now() < deadline) await sleep(20);
+    while (countLogs(source, byMsg('session resumed')) < (k + 1) * sessions && !signal.aborted && Date.now() < deadline) await sleep(20);
   }
   return done;
 }
@@ -221,36 +221,44 @@ test('1: three resets of the tunnel connection during a 512 MiB mirror: resumed 
   t.diagnostic(`the 3 resets cost ${(totals[3] - totals[0]).toFixed(0)} ms`);
 });
 
-test('1b: dest --workers 3: each reset is resumed on the worker that holds the session, whichever worker the reconnect reaches', { timeout: 120_000 }, async (t) => {
-  const name = 'vm-workers';
-  const jobId = `m-${name}`;
-  const link = faultLink({ relay: { rateBytesPerSecond: THROTTLE }, destArgs: ['--workers', '3'] });
-  const rig = await startRig({ dir: await caseDir('workers'), pki, disks: [{ name, size: 256 * MiB, seed: 48 }], connect: link.connect });
-  try {
-    const ft = link.tunnel();
-    await rig.startMirrors();
-    const stop = new AbortController();
-    const driver = resetWhileCopying(rig, jobId, () => ft.relay!.resetAll(), ft.source, 3, stop.signal).catch((e: Error) => e);
+const PROCESS_LAYOUTS = [
+  { label: 'dest --workers 3', destArgs: ['--workers', '3'], sourceArgs: [], disks: 1, sessions: 1 },
+  { label: 'source --connections 2', destArgs: [], sourceArgs: ['--connections', '2'], disks: 2, sessions: 2 },
+];
+
+for (const layout of PROCESS_LAYOUTS) {
+  test(`1b: ${layout.label}: three resets, every session resumed in the process that holds it, mirrors identical`, { timeout: 120_000 }, async (t) => {
+    const disks = Array.from({ length: layout.disks }, (_, i) => ({ name: `vm-procs${layout.sessions}-${i}`, size: 192 * MiB, seed: 48 + i }));
+    const link = faultLink({ relay: { rateBytesPerSecond: THROTTLE }, destArgs: layout.destArgs, sourceArgs: layout.sourceArgs });
+    const rig = await startRig({ dir: await caseDir(`procs${layout.sessions}`), pki, disks, connect: link.connect });
     try {
-      await rig.waitReady();
+      const ft = link.tunnel();
+      await rig.startMirrors();
+      const stop = new AbortController();
+      // Each reset cuts every session; wait for all of them to resume before the next one.
+      const resetAll = (): void => ft.relay!.resetAll();
+      const driver = resetWhileCopying(rig, `m-${disks[0]!.name}`, resetAll, ft.source, 3, stop.signal, layout.sessions).catch((e: Error) => e);
+      try {
+        await rig.waitReady();
+      } finally {
+        stop.abort();
+      }
+      const resetsDone = await driver;
+      if (resetsDone instanceof Error) throw resetsDone;
+      await completeClean(rig);
+      for (const d of disks) assertCleanJob(rig.source, `m-${d.name}`);
+      assert.equal(resetsDone.length, 3);
+      assert.equal(countLogs(ft.source, byMsg('session resumed')), 3 * layout.sessions, resumedSummary(ft.source));
+      for (const d of disks) assert.equal(countLogs(ft.source, byMsg('stream opened', d.name)), 1, `QEMU kept its one connection for ${d.name}`);
+      // With dest workers, reconnects that reached another worker were sent back (HTTP 421) and tried again.
+      const misdirected = ft.dest.logs.filter((l) => l.msg === 'connection refused' && l.status === 421).length;
+      t.diagnostic(`${ft.relay!.accepted} tunnel connections for 3 resets of ${layout.sessions} session(s); ${misdirected} reached another worker first`);
+      assertIdentical(await rig.verify());
     } finally {
-      stop.abort();
+      await rig.stop();
     }
-    const resetsDone = await driver;
-    if (resetsDone instanceof Error) throw resetsDone;
-    await completeClean(rig);
-    assertCleanJob(rig.source, jobId);
-    assert.equal(resetsDone.length, 3);
-    assert.equal(countLogs(ft.source, byMsg('session resumed')), 3, resumedSummary(ft.source));
-    assert.equal(countLogs(ft.source, byMsg('stream opened', name)), 1, 'QEMU kept its one connection');
-    // Reconnects that reached another worker were sent back (HTTP 421) and tried again.
-    const misdirected = ft.dest.logs.filter((l) => l.msg === 'connection refused' && l.status === 421).length;
-    t.diagnostic(`${ft.relay!.accepted} tunnel connections for 3 resets; ${misdirected} reached another worker first`);
-    assertIdentical(await rig.verify());
-  } finally {
-    await rig.stop();
-  }
-});
+  });
+}
 
 test('2: a 5 s black hole with 0.5/2 s keepalive: the session is suspended for the keepalive, resumed, the mirror completes identical', { timeout: 120_000 }, async (t) => {
   const keepalive = ['--keepalive-interval', '0.5', '--keepalive-timeout', '2'];
