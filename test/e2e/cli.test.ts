@@ -127,8 +127,16 @@ test('source on a terminal without --log-level shows the progress view; --log-fo
     const command = [process.execPath, CLI, 'source', '--connect', 'wss://localhost:1', '--route', `a=${join(dir, socket)}`, ...sourceTls(), ...extra]
       .map((a) => `'${a}'`)
       .join(' ');
-    // script(1) gives the CLI a pseudo-terminal; timeout ends it (by PID: script's child) after 2 s.
+    // script(1) gives the CLI a pseudo-terminal; timeout ends script after 2 s. The CLI, script's
+    // child, names its PID in what it printed: it is killed by that PID, whatever the hangup did.
     const { stdout } = await run('timeout', ['2', 'script', '-qfec', command, '/dev/null'], { okCodes: [0, 1, 124, 143] });
+    const pid = Number(/\(pid (\d+)\)|"pid":(\d+)/.exec(stdout)?.slice(1).find(Boolean));
+    assert.ok(pid > 0, `no PID in the CLI's output: ${stdout}`);
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
     return stdout;
   };
   const view = await onTerminal('tty-view.sock', []);
