@@ -191,19 +191,16 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
   }
 
   /** Tells the peer to open no more streams (and refuses its new ones); open streams go on. */
-  goAway(): void {
+  goAway(code = GO_AWAY_NORMAL): void {
     if (this.closedReason || this.localGoAway) return;
     this.localGoAway = true;
-    this.sendControl(TYPE_GO_AWAY, 0, SESSION_STREAM_ID, GO_AWAY_NORMAL);
+    this.sendControl(TYPE_GO_AWAY, 0, SESSION_STREAM_ID, code);
   }
 
   /** Ends the session: GoAway to the peer, every stream closed with the reason. */
   close(reason: Error = new Error('session closed'), code = GO_AWAY_NORMAL): void {
     if (this.closedReason) return;
-    if (!this.localGoAway) {
-      this.localGoAway = true;
-      this.sendControl(TYPE_GO_AWAY, 0, SESSION_STREAM_ID, code);
-    }
+    this.goAway(code);
     this.terminate(reason);
     this.transport.close(reason);
   }

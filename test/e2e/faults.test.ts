@@ -2,10 +2,10 @@
 // resumed and QEMU sees only a pause), an outage longer than --resume-timeout, a destination
 // restart, a destination NBD server killed mid-stream, SIGTERM/SIGINT draining, and load (64
 // concurrent NBD connections, 10,000 short ones: descriptors and memory come back).
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { access, mkdir, open, readFile } from 'node:fs/promises';
+import { access, open, readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -16,54 +16,32 @@ import {
   createTestImage,
   faultLink,
   jobProgress,
-  makePki,
-  makeTempDir,
   NbdClient,
   processStats,
-  removeDir,
-  startFaultTunnel,
+  startTunnel,
   startRig,
   startStorageDaemon,
   waitForLogCount,
   waitJobProgress,
   type ExitStatus,
   type LogLine,
-  type Pki,
   type Proxy,
   type QmpEvent,
   type Rig,
   type StorageDaemon,
 } from '../harness/index.js';
+import { assertIdentical, suiteFolder } from '../harness/suite.js';
 
 const MiB = 1024 * 1024;
 const KiB = 1024;
 /** Relay throttle that keeps a mirror copying for a few seconds, long enough to hit it with faults. */
 const THROTTLE = 64e6;
-let dir: string;
-let pki: Pki;
-
-before(async () => {
-  dir = await makeTempDir('nbdt-faults-');
-  pki = await makePki(join(dir, 'pki'));
-});
-after(async () => {
-  await removeDir(dir);
-});
-
-async function caseDir(name: string): Promise<string> {
-  const path = join(dir, name);
-  await mkdir(path);
-  return path;
-}
+const suite = suiteFolder('nbdt-faults-');
 
 const byMsg =
   (msg: string, route?: string) =>
   (l: LogLine): boolean =>
     l.msg === msg && (route === undefined || l.route === route);
-
-function assertIdentical(results: Array<{ name: string; identical: boolean; output: string }>): void {
-  for (const r of results) assert.ok(r.identical, `${r.name}: images differ: ${r.output}`);
-}
 
 function jobEvents(daemon: StorageDaemon, jobId: string): QmpEvent[] {
   return daemon.qmp.events.filter((e) => e.data.device === jobId || e.data.id === jobId);
@@ -176,7 +154,7 @@ test('1: three resets of the tunnel connection during a 512 MiB mirror: resumed 
     const name = `vm-reset${resets}`;
     const jobId = `m-${name}`;
     const link = faultLink({ relay: { rateBytesPerSecond: THROTTLE } });
-    const rig = await startRig({ dir: await caseDir(`reset${resets}`), pki, disks: [{ name, size: 512 * MiB, seed: 41 }], connect: link.connect });
+    const rig = await startRig({ dir: await suite.caseDir(`reset${resets}`), pki: suite.pki, disks: [{ name, size: 512 * MiB, seed: 41 }], connect: link.connect });
     try {
       const ft = link.tunnel();
       const start = performance.now();
@@ -230,7 +208,7 @@ for (const layout of PROCESS_LAYOUTS) {
   test(`1b: ${layout.label}: three resets, every session resumed in the process that holds it, mirrors identical`, { timeout: 120_000 }, async (t) => {
     const disks = Array.from({ length: layout.disks }, (_, i) => ({ name: `vm-procs${layout.sessions}-${i}`, size: 192 * MiB, seed: 48 + i }));
     const link = faultLink({ relay: { rateBytesPerSecond: THROTTLE }, destArgs: layout.destArgs, sourceArgs: layout.sourceArgs });
-    const rig = await startRig({ dir: await caseDir(`procs${layout.sessions}`), pki, disks, connect: link.connect });
+    const rig = await startRig({ dir: await suite.caseDir(`procs${layout.sessions}`), pki: suite.pki, disks, connect: link.connect });
     try {
       const ft = link.tunnel();
       await rig.startMirrors();
@@ -265,7 +243,7 @@ test('2: a 5 s black hole with 0.5/2 s keepalive: the session is suspended for t
   const name = 'vm-hole';
   const jobId = `m-${name}`;
   const link = faultLink({ relay: { rateBytesPerSecond: THROTTLE }, sourceArgs: keepalive, destArgs: keepalive });
-  const rig = await startRig({ dir: await caseDir('hole'), pki, disks: [{ name, size: 256 * MiB, seed: 42 }], connect: link.connect });
+  const rig = await startRig({ dir: await suite.caseDir('hole'), pki: suite.pki, disks: [{ name, size: 256 * MiB, seed: 42 }], connect: link.connect });
   try {
     const ft = link.tunnel();
     await rig.startMirrors();
@@ -292,11 +270,11 @@ test('2: a 5 s black hole with 0.5/2 s keepalive: the session is suspended for t
 });
 
 test('3: a reset while a guest-like writer writes during a write-blocking mirror: no write fails, its data is on the destination', { timeout: 120_000 }, async (t) => {
-  const caseRoot = await caseDir('writer');
+  const caseRoot = await suite.caseDir('writer');
   const writerSocket = join(caseRoot, 'writer.sock');
   const name = 'vm-wr';
   const link = faultLink({ relay: {} });
-  const rig = await startRig({ dir: caseRoot, pki, disks: [{ name, size: 128 * MiB, seed: 43 }], connect: link.connect, writerSocket });
+  const rig = await startRig({ dir: caseRoot, pki: suite.pki, disks: [{ name, size: 128 * MiB, seed: 43 }], connect: link.connect, writerSocket });
   try {
     const ft = link.tunnel();
     await rig.startMirrors('write-blocking');
@@ -359,7 +337,7 @@ test('4: an outage longer than --resume-timeout 2: the job fails promptly, "not 
     destArgs: keepalive,
     destEnv: { NBD_TUNNEL_RESUME_TIMEOUT: '2' },
   });
-  const rig = await startRig({ dir: await caseDir('long'), pki, disks: [{ name, size: 256 * MiB, seed: 44 }], connect: link.connect });
+  const rig = await startRig({ dir: await suite.caseDir('long'), pki: suite.pki, disks: [{ name, size: 256 * MiB, seed: 44 }], connect: link.connect });
   try {
     const ft = link.tunnel();
     await rig.startMirrors();
@@ -396,7 +374,7 @@ test('5a: destination restarted mid-mirror: "destination lost the session", a ne
   const name = 'vm-restart';
   const jobId = `m-${name}`;
   const link = faultLink({ relay: { rateBytesPerSecond: THROTTLE } });
-  const rig = await startRig({ dir: await caseDir('restart'), pki, disks: [{ name, size: 256 * MiB, seed: 45 }], connect: link.connect });
+  const rig = await startRig({ dir: await suite.caseDir('restart'), pki: suite.pki, disks: [{ name, size: 256 * MiB, seed: 45 }], connect: link.connect });
   try {
     const ft = link.tunnel();
     await rig.startMirrors();
@@ -422,7 +400,7 @@ test('5a2: destination restarted mid-mirror with QEMU\'s reconnect-delay: QEMU r
   const name = 'vm-reconnect';
   const jobId = `m2-${name}`;
   const link = faultLink({ relay: { rateBytesPerSecond: THROTTLE } });
-  const rig = await startRig({ dir: await caseDir('reconnect'), pki, disks: [{ name, size: 256 * MiB, seed: 49 }], connect: link.connect });
+  const rig = await startRig({ dir: await suite.caseDir('reconnect'), pki: suite.pki, disks: [{ name, size: 256 * MiB, seed: 49 }], connect: link.connect });
   try {
     const ft = link.tunnel();
     const disk = rig.disks[0]!;
@@ -448,7 +426,7 @@ test('5a2: destination restarted mid-mirror with QEMU\'s reconnect-delay: QEMU r
 });
 
 test('5b: a destination NBD server killed mid-stream: that stream closes naming the errno, the other mirror completes identical', { timeout: 120_000 }, async (t) => {
-  const caseRoot = await caseDir('killed');
+  const caseRoot = await suite.caseDir('killed');
   const keep = 'vm-keep';
   const lost = 'vm-lost';
   const lostNbd = join(caseRoot, 'lost-nbd.sock');
@@ -464,7 +442,7 @@ test('5b: a destination NBD server killed mid-stream: that stream closes naming 
     await doomed.startNbdServer(lostNbd);
     await doomed.exportNbd(`${lost}-dst`, lost, true);
     const link = faultLink({ relay: { rateBytesPerSecond: THROTTLE }, extraDestRoutes: { [lost]: lostNbd }, extraSourceRoutes: { [lost]: lostSource } });
-    rig = await startRig({ dir: caseRoot, pki, disks: [{ name: keep, size: 256 * MiB, seed: 46 }], connect: link.connect });
+    rig = await startRig({ dir: caseRoot, pki: suite.pki, disks: [{ name: keep, size: 256 * MiB, seed: 46 }], connect: link.connect });
     const ft = link.tunnel();
     await rig.source.addRawImage(`${lost}-src`, lostSrcImage);
     await rig.source.addNbdClient(`${lost}-tgt`, lostSource, lost);
@@ -500,8 +478,8 @@ test('5c: SIGTERM on the source drains: new connections refused, an open stream 
   const busy = 'vm-busy';
   const link = faultLink({ sourceEnv: { NBD_TUNNEL_DRAIN_TIMEOUT: '3' } });
   const rig = await startRig({
-    dir: await caseDir('drain'),
-    pki,
+    dir: await suite.caseDir('drain'),
+    pki: suite.pki,
     disks: [
       { name: idle, size: 64 * MiB, seed: 48 },
       { name: busy, size: 16 * MiB, seed: 49 },
@@ -571,17 +549,22 @@ test('5c: SIGTERM on the source drains: new connections refused, an open stream 
   }
 });
 
-/** A destination NBD server with one 16 MiB export of test data, and a direct tunnel to it. */
-async function smallTunnel(caseRoot: string, name: string, tunnelArgs: { sourceEnv?: Record<string, string>; destEnv?: Record<string, string> }) {
+/**
+ * A destination NBD server with one export, 16 MiB of test data (or `blankSize` bytes of zeros),
+ * and a direct tunnel to it.
+ */
+async function smallTunnel(caseRoot: string, name: string, options: { sourceEnv?: Record<string, string>; destEnv?: Record<string, string>; blankSize?: number }) {
+  const { blankSize, ...env } = options;
   const image = join(caseRoot, `${name}.img`);
-  await createTestImage(image, 16 * MiB, 50);
+  if (blankSize === undefined) await createTestImage(image, 16 * MiB, 50);
+  else await createBlankImage(image, blankSize);
   const daemon = await startStorageDaemon(caseRoot, 'dest');
   try {
     await daemon.addRawImage(name, image);
     await daemon.startNbdServer(join(caseRoot, 'nbd.sock'));
     await daemon.exportNbd(name, name, true);
     const sourceSocket = join(caseRoot, `${name}.sock`);
-    const tunnel = await startFaultTunnel({ pki, destRoutes: { [name]: join(caseRoot, 'nbd.sock') }, sourceRoutes: { [name]: sourceSocket }, ...tunnelArgs });
+    const tunnel = await startTunnel({ pki: suite.pki, destRoutes: { [name]: join(caseRoot, 'nbd.sock') }, sourceRoutes: { [name]: sourceSocket }, ...env });
     return { daemon, tunnel, image, sourceSocket };
   } catch (error) {
     await daemon.stop();
@@ -590,7 +573,7 @@ async function smallTunnel(caseRoot: string, name: string, tunnelArgs: { sourceE
 }
 
 test('5d: a second SIGTERM during the drain exits at once, no socket file left', { timeout: 60_000 }, async (t) => {
-  const caseRoot = await caseDir('second');
+  const caseRoot = await suite.caseDir('second');
   const { daemon, tunnel, sourceSocket } = await smallTunnel(caseRoot, 'vm-2nd', { sourceEnv: { NBD_TUNNEL_DRAIN_TIMEOUT: '60' } });
   try {
     const client = await NbdClient.connect(sourceSocket, 'vm-2nd');
@@ -614,7 +597,7 @@ test('5d: a second SIGTERM during the drain exits at once, no socket file left',
 });
 
 test('5e: SIGINT on the destination drains: its port refuses new connections, an open stream keeps working, exit 0', { timeout: 60_000 }, async (t) => {
-  const caseRoot = await caseDir('destdrain');
+  const caseRoot = await suite.caseDir('destdrain');
   const { daemon, tunnel, image, sourceSocket } = await smallTunnel(caseRoot, 'vm-dd', { destEnv: { NBD_TUNNEL_DRAIN_TIMEOUT: '2' } });
   try {
     const expected = await readFile(image);
@@ -624,7 +607,7 @@ test('5e: SIGINT on the destination drains: its port refuses new connections, an
     const signalled = performance.now();
     tunnel.dest.child.proc.kill('SIGINT');
     const draining = await tunnel.dest.waitForLog(byMsg('draining'), 5000).catch((e: Error) => e);
-    const refused = await probe(tunnel.destPort);
+    const refused = await probe(tunnel.port);
     // Reads through the draining destination, each checked against the image.
     const reads: string[] = [];
     for (let i = 1; i <= 10; i++) {
@@ -646,18 +629,10 @@ test('5e: SIGINT on the destination drains: its port refuses new connections, an
 });
 
 test('6a: 64 concurrent NBD connections through one session, each writing and reading back its own data', { timeout: 120_000 }, async (t) => {
-  const caseRoot = await caseDir('many');
+  const caseRoot = await suite.caseDir('many');
   const name = 'vm-many';
-  const image = join(caseRoot, 'many.img');
-  await createBlankImage(image, 64 * MiB);
-  const daemon = await startStorageDaemon(caseRoot, 'dest');
-  let tunnel: Awaited<ReturnType<typeof startFaultTunnel>> | null = null;
+  const { daemon, tunnel, image, sourceSocket } = await smallTunnel(caseRoot, name, { blankSize: 64 * MiB });
   try {
-    await daemon.addRawImage(name, image);
-    await daemon.startNbdServer(join(caseRoot, 'nbd.sock'));
-    await daemon.exportNbd(name, name, true);
-    const sourceSocket = join(caseRoot, `${name}.sock`);
-    tunnel = await startFaultTunnel({ pki, destRoutes: { [name]: join(caseRoot, 'nbd.sock') }, sourceRoutes: { [name]: sourceSocket } });
     const started = performance.now();
     // All 64 are connected before any writes: 64 streams open at once.
     const clients = await Promise.all(Array.from({ length: 64 }, () => NbdClient.connect(sourceSocket, name)));
@@ -687,13 +662,13 @@ test('6a: 64 concurrent NBD connections through one session, each writing and re
       assert.deepEqual(failed, []);
     }
   } finally {
-    await tunnel?.stop();
+    await tunnel.stop();
     await daemon.stop();
   }
 });
 
 test('6b: 10,000 sequential short NBD connections: every read checked, descriptors back to the baseline, memory bounded', { timeout: 240_000 }, async (t) => {
-  const caseRoot = await caseDir('short');
+  const caseRoot = await suite.caseDir('short');
   const name = 'vm-short';
   const { daemon, tunnel, image, sourceSocket } = await smallTunnel(caseRoot, name, {});
   try {

@@ -1,35 +1,16 @@
 // Real QEMU through the tunnel: blockdev-mirror from one qemu-storage-daemon into another's
 // NBD export, via the source and destination proxies, verified with qemu-img compare.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CLI, makePki, makeTempDir, removeDir, run, startRig, spawnChild, type Pki } from '../harness/index.js';
+import { CLI, run, startRig, spawnChild } from '../harness/index.js';
+import { assertIdentical, suiteFolder } from '../harness/suite.js';
 
 const MiB = 1024 * 1024;
-let dir: string;
-let pki: Pki;
-
-before(async () => {
-  dir = await makeTempDir('nbdt-mirror-');
-  pki = await makePki(join(dir, 'pki'));
-});
-after(async () => {
-  await removeDir(dir);
-});
-
-async function caseDir(name: string): Promise<string> {
-  const path = join(dir, name);
-  await mkdir(path);
-  return path;
-}
-
-function assertIdentical(results: Array<{ name: string; identical: boolean; output: string }>): void {
-  for (const r of results) assert.ok(r.identical, `${r.name}: images differ: ${r.output}`);
-}
+const suite = suiteFolder('nbdt-mirror-');
 
 test('one 256 MiB disk with data and zero regions: READY, cancel, COMPLETED, identical', async (t) => {
-  const rig = await startRig({ dir: await caseDir('one'), pki, disks: [{ name: 'vm1-vda', size: 256 * MiB, seed: 1 }] });
+  const rig = await startRig({ dir: await suite.caseDir('one'), pki: suite.pki, disks: [{ name: 'vm1-vda', size: 256 * MiB, seed: 1 }] });
   try {
     const readyMs = await rig.mirrorAll();
     t.diagnostic(`256 MiB READY after ${readyMs.toFixed(0)} ms (${((256 * MiB) / 1e6 / (readyMs / 1000)).toFixed(0)} MB/s)`);
@@ -63,7 +44,7 @@ test('one 256 MiB disk with data and zero regions: READY, cancel, COMPLETED, ide
 
 test('four disks mirrored at once through the one tunnel', async () => {
   const disks = [0, 1, 2, 3].map((i) => ({ name: `vm2-disk${i}`, size: 64 * MiB, seed: 10 + i }));
-  const rig = await startRig({ dir: await caseDir('four'), pki, disks });
+  const rig = await startRig({ dir: await suite.caseDir('four'), pki: suite.pki, disks });
   try {
     await rig.mirrorAll();
     const sessions = rig.tunnel!.dest.logs.filter((l) => l.msg === 'session opened');
@@ -79,7 +60,7 @@ test('four disks mirrored at once through the one tunnel', async () => {
 test('--metrics: /status and /metrics during a real mirror show the exports, sizes and full coverage at READY', async (t) => {
   const disks = [0, 1].map((i) => ({ name: `vm6-disk${i}`, size: (32 + 16 * i) * MiB, seed: 30 + i }));
   const metricsArgs = ['--metrics', '127.0.0.1:0'];
-  const rig = await startRig({ dir: await caseDir('metrics'), pki, disks, destArgs: metricsArgs, sourceArgs: metricsArgs });
+  const rig = await startRig({ dir: await suite.caseDir('metrics'), pki: suite.pki, disks, destArgs: metricsArgs, sourceArgs: metricsArgs });
   try {
     await rig.startMirrors();
     await rig.waitReady();
@@ -123,7 +104,7 @@ test('--metrics: /status and /metrics during a real mirror show the exports, siz
 
 test('--connections 2 / --workers 2: four disks spread over two tunnel connections and processes', async () => {
   const disks = [0, 1, 2, 3].map((i) => ({ name: `vm5-disk${i}`, size: 32 * MiB, seed: 20 + i }));
-  const rig = await startRig({ dir: await caseDir('spread'), pki, disks, destArgs: ['--workers', '2'], sourceArgs: ['--connections', '2'] });
+  const rig = await startRig({ dir: await suite.caseDir('spread'), pki: suite.pki, disks, destArgs: ['--workers', '2'], sourceArgs: ['--connections', '2'] });
   try {
     await rig.mirrorAll();
     const { dest, source } = rig.tunnel!;
@@ -138,9 +119,9 @@ test('--connections 2 / --workers 2: four disks spread over two tunnel connectio
 });
 
 test('a guest-like writer changes the source during a write-blocking mirror: identical after', async () => {
-  const caseRoot = await caseDir('writer');
+  const caseRoot = await suite.caseDir('writer');
   const writerSocket = join(caseRoot, 'writer.sock');
-  const rig = await startRig({ dir: caseRoot, pki, disks: [{ name: 'vm3-vda', size: 128 * MiB, seed: 3 }], writerSocket });
+  const rig = await startRig({ dir: caseRoot, pki: suite.pki, disks: [{ name: 'vm3-vda', size: 128 * MiB, seed: 3 }], writerSocket });
   try {
     // 256 writes of 64 KiB with a recognisable pattern spread over the disk, while the mirror runs.
     const commands = Array.from({ length: 256 }, (_, i) => ['-c', `write -P 0x5a ${(i * 499 * 1024 * 1024) % (128 * MiB - 64 * 1024) & ~4095} 64k`]).flat();
@@ -160,7 +141,7 @@ test('a guest-like writer changes the source during a write-blocking mirror: ide
 });
 
 test('latency: 4 KiB writes and reads at queue depth 1 through the tunnel, data checked', async (t) => {
-  const rig = await startRig({ dir: await caseDir('latency'), pki, disks: [{ name: 'vm4-vda', size: 64 * MiB, seed: 4 }] });
+  const rig = await startRig({ dir: await suite.caseDir('latency'), pki: suite.pki, disks: [{ name: 'vm4-vda', size: 64 * MiB, seed: 4 }] });
   try {
     const url = `nbd+unix:///vm4-vda?socket=${rig.disks[0].clientSocket}`;
     const count = 2000;

@@ -1,129 +1,53 @@
-// Pieces for fault tests: a tunnel whose destination keeps one port across restarts and may sit
-// behind a TCP relay (reset, black hole, throttle), a rig link built on it, block-job progress,
-// log counts, and a process's open file descriptors and resident memory from /proc.
+// Pieces for fault tests: the tunnel behind a TCP relay (reset, black hole, throttle), a rig
+// link built on it, block-job progress, log counts, and a process's open file descriptors and
+// resident memory from /proc.
 import { readdir, readFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Pki } from './pki.js';
-import { startProxy, type LogPredicate, type Proxy } from './proxies.js';
+import { startTunnel, type LogPredicate, type Proxy, type Tunnel, type TunnelOptions } from './proxies.js';
 import type { LinkFactory } from './rig.js';
 import type { StorageDaemon } from './storage-daemon.js';
 import { startTcpRelay, type TcpRelay, type TcpRelayOptions } from './tcp-relay.js';
 
-/** A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no TCP address');
-  return address.port;
-}
-
-export interface FaultTunnelOptions {
-  pki: Pki;
-  /** Route name to the destination's UNIX socket. */
-  destRoutes: Record<string, string>;
-  /** Route name to the source's UNIX socket. */
-  sourceRoutes: Record<string, string>;
-  destArgs?: string[];
-  sourceArgs?: string[];
-  /** Environment variables (NBD_TUNNEL_*) for the destination and the source. */
-  destEnv?: Record<string, string>;
-  sourceEnv?: Record<string, string>;
+export interface FaultTunnelOptions extends Omit<TunnelOptions, 'connectVia'> {
   /** Put a TCP relay between source and destination, with these settings; absent: direct. */
   relay?: Omit<TcpRelayOptions, 'target'>;
-  /** The destination's port; by default a free one picked at start, kept across restartDest(). */
-  destPort?: number;
 }
 
-export interface FaultTunnel {
-  /** The destination running now (a new one after restartDest). */
-  readonly dest: Proxy;
-  readonly source: Proxy;
+export interface FaultTunnel extends Tunnel {
   readonly relay: TcpRelay | null;
-  readonly destPort: number;
-  /** Every destination started, oldest first. */
-  readonly dests: readonly Proxy[];
-  /** Stops the destination with `signal` (default SIGKILL: a crash) and starts a new one on the same port. */
-  restartDest(signal?: NodeJS.Signals): Promise<Proxy>;
-  /** Stops the source, the destination and the relay. */
-  stop(): Promise<void>;
 }
 
-const routeFlags = (routes: Record<string, string>): string[] =>
-  Object.entries(routes).flatMap(([name, path]) => ['--route', `${name}=${path}`]);
-
-/** A destination on a fixed loopback port, optionally a relay in front of it, and a source, all ready. */
-export async function startFaultTunnel(options: FaultTunnelOptions): Promise<FaultTunnel> {
-  const { pki } = options;
-  const destPort = options.destPort ?? (await freePort());
-  const destArgs = [
-    'dest',
-    '--listen',
-    `127.0.0.1:${destPort}`,
-    ...routeFlags(options.destRoutes),
-    '--cert',
-    pki.serverCert,
-    '--key',
-    pki.serverKey,
-    '--ca',
-    pki.caCert,
-    ...(options.destArgs ?? []),
-  ];
-  const startDest = (): Promise<Proxy> => startProxy(destArgs, 'listening', 10_000, options.destEnv);
-  const dests: Proxy[] = [await startDest()];
-  let relay: TcpRelay | null = null;
-  let source: Proxy | null = null;
-  const stop = async (): Promise<void> => {
-    // A source or destination that drains gets a few seconds, then SIGKILL.
-    await Promise.all([source?.child.stop('SIGTERM', 3000), ...dests.map((d) => d.child.stop('SIGTERM', 3000))]);
-    await relay?.close();
-  };
+/** startTunnel(), with the source connecting through a relay when one is asked for. */
+async function startFaultTunnel(options: FaultTunnelOptions): Promise<FaultTunnel> {
+  const relaySettings = options.relay;
+  // Set by connectVia, which startTunnel calls once the destination listens.
+  const via: { relay: TcpRelay | null } = { relay: null };
+  const connectVia = relaySettings
+    ? async (port: number): Promise<number> => {
+        via.relay = await startTcpRelay({ ...relaySettings, target: { host: '127.0.0.1', port } });
+        return via.relay.port;
+      }
+    : undefined;
+  let tunnel: Tunnel;
   try {
-    if (options.relay) relay = await startTcpRelay({ ...options.relay, target: { host: '127.0.0.1', port: destPort } });
-    // The destination's certificate names localhost, hence localhost rather than 127.0.0.1.
-    source = await startProxy(
-      [
-        'source',
-        '--connect',
-        `wss://localhost:${relay?.port ?? destPort}`,
-        ...routeFlags(options.sourceRoutes),
-        '--cert',
-        pki.clientCert,
-        '--key',
-        pki.clientKey,
-        '--ca',
-        pki.caCert,
-        ...(options.sourceArgs ?? []),
-      ],
-      'ready',
-      10_000,
-      options.sourceEnv,
-    );
+    tunnel = await startTunnel({ ...options, connectVia });
   } catch (error) {
-    await stop();
+    await via.relay?.close();
     throw error;
   }
-  const started = source;
   return {
     get dest() {
-      return dests[dests.length - 1];
+      return tunnel.dest;
     },
-    source: started,
-    relay,
-    destPort,
-    dests,
-    async restartDest(signal: NodeJS.Signals = 'SIGKILL') {
-      await dests[dests.length - 1].child.stop(signal);
-      dests.push(await startDest());
-      return dests[dests.length - 1];
+    source: tunnel.source,
+    port: tunnel.port,
+    relay: via.relay,
+    restartDest: (signal) => tunnel.restartDest(signal),
+    async stop() {
+      await tunnel.stop();
+      await via.relay?.close();
     },
-    stop,
   };
 }
 

@@ -82,6 +82,9 @@ export interface TunnelOptions {
   sourceRoutes: Record<string, string>;
   destArgs?: string[];
   sourceArgs?: string[];
+  /** Environment variables (NBD_TUNNEL_*) for the destination and the source. */
+  destEnv?: Record<string, string>;
+  sourceEnv?: Record<string, string>;
   /** Client certificate and key for the source; the PKI's good client by default. */
   clientCert?: string;
   clientKey?: string;
@@ -94,9 +97,13 @@ export interface TunnelOptions {
 }
 
 export interface Tunnel {
-  dest: Proxy;
-  source: Proxy;
-  port: number;
+  /** The destination running now (a new one after restartDest). */
+  readonly dest: Proxy;
+  readonly source: Proxy;
+  /** The destination's port, kept across restartDest(). */
+  readonly port: number;
+  /** Stops the destination with `signal` (default SIGKILL: a crash) and starts a new one on the same port. */
+  restartDest(signal?: NodeJS.Signals): Promise<Proxy>;
   stop(): Promise<void>;
 }
 
@@ -106,10 +113,14 @@ const routeFlags = (routes: Record<string, string>): string[] =>
 /** A destination on a free loopback port and a source connected to it, both ready. */
 export async function startTunnel(options: TunnelOptions): Promise<Tunnel> {
   const { pki } = options;
-  const dest = await startProxy(
-    ['dest', '--listen', '127.0.0.1:0', ...routeFlags(options.destRoutes), '--cert', pki.serverCert, '--key', pki.serverKey, '--ca', pki.caCert, ...(options.destArgs ?? [])],
-    'listening',
-  );
+  const startDest = (port: number): Promise<Proxy> =>
+    startProxy(
+      ['dest', '--listen', `127.0.0.1:${port}`, ...routeFlags(options.destRoutes), '--cert', pki.serverCert, '--key', pki.serverKey, '--ca', pki.caCert, ...(options.destArgs ?? [])],
+      'listening',
+      10_000,
+      options.destEnv,
+    );
+  let dest = await startDest(0);
   const port = Number(dest.logs.find((l) => l.msg === 'listening')!.port);
   try {
     // The destination's certificate names localhost, hence localhost rather than 127.0.0.1.
@@ -130,11 +141,20 @@ export async function startTunnel(options: TunnelOptions): Promise<Tunnel> {
         ...(options.sourceArgs ?? []),
       ],
       'ready',
+      10_000,
+      options.sourceEnv,
     );
     return {
-      dest,
+      get dest() {
+        return dest;
+      },
       source,
       port,
+      async restartDest(signal: NodeJS.Signals = 'SIGKILL') {
+        await dest.child.stop(signal);
+        dest = await startDest(port);
+        return dest;
+      },
       async stop() {
         await Promise.all([source.stop(), dest.stop()]);
       },

@@ -8,28 +8,29 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Session, type Stream } from '../../src/tunnel/index.js';
 import { replayMemory } from '../../src/tunnel/replay-buffer.js';
 import { memoryPair, type MemoryTransport } from './support/memory-transport.js';
+import { sessionPair } from './support/session-pair.js';
 import { drain, feed } from './support/streams.js';
 
 const WINDOW = 256 * 1024;
 
+const LINK = { highWaterMark: 64 * 1024, rechunk: (bytes: Buffer) => cutAnywhere(bytes) };
+
 function resumablePair(resumeTimeoutMs = 5_000) {
-  const [a, b] = memoryPair({ highWaterMark: 64 * 1024, rechunk: (bytes) => cutAnywhere(bytes) });
-  const options = { keepaliveIntervalMs: 0, streamWindow: WINDOW, resumeTimeoutMs };
-  const client = new Session(a, { ...options, client: true });
-  const server = new Session(b, { ...options, client: false });
-  let transports: [MemoryTransport, MemoryTransport] = [a, b];
+  const { client, server, clientTransport } = sessionPair({ streamWindow: WINDOW, resumeTimeoutMs }, LINK);
+  let current: MemoryTransport = clientTransport;
   return {
     client,
     server,
     /** Drops the link for good. */
-    drop: () => transports[0].close(new Error('link reset')),
+    drop: () => current.close(new Error('link reset')),
     /** Drops the link (and whatever it held), then joins the sessions over a new one. */
     async cut(outageMs: number): Promise<void> {
-      transports[0].close(new Error('link reset'));
+      current.close(new Error('link reset'));
       await sleep(outageMs);
-      transports = memoryPair({ highWaterMark: 64 * 1024, rechunk: (bytes) => cutAnywhere(bytes) });
-      server.resume(transports[1]);
-      client.resume(transports[0]);
+      const [a, b] = memoryPair(LINK);
+      current = a;
+      server.resume(b);
+      client.resume(a);
     },
   };
 }
