@@ -4,13 +4,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Command, Option } from 'commander';
 import { ConfigError, DEFAULTS, destConfig, sourceConfig, type DestFlags, type SourceFlags } from './config.js';
 import { runDest } from './dest/index.js';
-import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './log.js';
+import { createLogger, flushLogs, LOG_LEVELS, type Logger, type LogLevel } from './log.js';
 import { runSource, runSourcePrimary, runSourceWorker } from './source/index.js';
 import { redraw, renderStatus, runStatus, type StatusDocument } from './status/index.js';
 import { inWorker, reportReady, superviseWorkers, type Supervisor } from './workers.js';
 
 const PROGRESS_VIEW_MS = 1_000;
 const DRAIN_POLL_MS = 100;
+/** At exit, how long log lines still queued for a slow reader may hold the process. */
+const LOG_FLUSH_MS = 500;
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
@@ -176,13 +178,15 @@ async function drainAndExit(running: Running, signal: string, timeoutMs: number,
   const left = running.openStreams();
   if (left > 0) log.warn({ streams: left, drainTimeoutMs: timeoutMs }, 'drain timeout: closing the streams still open');
   else log.info({ ms: Date.now() - started }, 'drained');
+  let status = 0;
   try {
     await running.close();
   } catch (error) {
     log.error({ reason: (error as Error).message }, 'shutdown failed');
-    process.exit(1);
+    status = 1;
   }
-  process.exit(0);
+  await flushLogs(LOG_FLUSH_MS);
+  process.exit(status);
 }
 
 function fail(error: Error, status: number): never {

@@ -1,13 +1,22 @@
-// One pino logger per process: JSON lines on stdout, one event a line.
+// One pino logger per process: JSON lines on stdout, one event a line, never waiting on the reader.
 import { pino, type Logger } from 'pino';
+import { logOutput, type LogOutput } from './log-output.js';
 
 export type { Logger };
+export { droppedLogLines } from './log-output.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+let output: LogOutput | null = null;
+
 /** `toStderr`: when stdout shows the progress view, the JSON lines that remain go to stderr. */
 export function createLogger(level: LogLevel, role: string, toStderr = false): Logger {
-  const options = { level, base: { role, pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime };
-  return toStderr ? pino(options, pino.destination(2)) : pino(options);
+  output = logOutput(toStderr ? 2 : 1);
+  return pino({ level, base: { role, pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, output);
+}
+
+/** Before exiting: lets queued lines out, but waits no longer than `timeoutMs` for a reader. */
+export function flushLogs(timeoutMs: number): Promise<void> {
+  return output?.flush(timeoutMs) ?? Promise.resolve();
 }

@@ -46,6 +46,11 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
     session.on('rtt', (ms) => (info.rttMs = ms));
     session.on('suspend', (reason) => sessionLog.warn({ reason: reason.message, streams: session.streamCount }, 'session suspended'));
     session.on('resume', (resumed) => sessionLog.info(resumed, 'session resumed'));
+    session.on('refused', (stream, limit) => {
+      registry.refused('max-streams');
+      const reason = `the session already has ${limit} streams open, the limit (--max-streams ${limit})`;
+      sessionLog.warn({ stream, code: 'max-streams', limit, reason }, 'stream refused');
+    });
     sessionLog.info({ resumable: session.resumable }, 'session opened');
     session.on('stream', (stream) => {
       const streamLog = sessionLog.child({ stream: stream.id });

@@ -1,6 +1,7 @@
 // The Prometheus view of a Registry: every value computed at scrape time from live streams plus
 // the totals of closed ones.
 import { Counter, Gauge, Registry as PromRegistry, type LabelValues } from 'prom-client';
+import { droppedLogLines } from '../log.js';
 import { replayMemory } from '../tunnel/index.js';
 import { directionBytes, negotiated, type Registry } from './registry.js';
 
@@ -136,12 +137,21 @@ export function prometheusRegistry(registry: Registry): PromRegistry {
     },
   });
   new Counter({
-    name: 'nbd_tunnel_stream_refusals_total',
+    name: 'nbd_tunnel_streams_refused_total',
     help: 'Streams refused, by reason code',
     labelNames: ['reason'],
     registers: [prom],
     collect() {
       setAll(this, ['reason'], registry.refusals.values);
+    },
+  });
+  new Counter({
+    name: 'nbd_tunnel_log_lines_dropped_total',
+    help: 'Log lines not written because stdout/stderr was closed, failed, or its reader fell behind',
+    registers: [prom],
+    collect() {
+      this.reset();
+      this.inc(droppedLogLines.count);
     },
   });
   return prom;

@@ -38,6 +38,19 @@ export interface SessionInfo {
   suspended: boolean;
 }
 
+/** What trackSession needs of a Session. */
+export interface TrackableSession {
+  on(event: 'suspend' | 'resume' | 'close', listener: () => void): unknown;
+  /** Streams in the session's table: relayed ones, and any still being opened or settled. */
+  readonly streamCount: number;
+}
+
+export interface SessionStatus extends SessionInfo {
+  /** The session's stream table; `streams` lists the ones being relayed. */
+  openStreams: number;
+  streams: StreamStatus[];
+}
+
 /** Totals that outlive streams, keyed by label values joined with NUL. */
 class Totals {
   readonly values = new Map<string, number>();
@@ -58,15 +71,22 @@ export class Registry {
   /** Sessions resumed after a lost connection, since start. */
   resumes = 0;
 
+  /** Each session's own stream table, which /status shows next to the streams relayed. */
+  private readonly tables = new Map<number, { readonly streamCount: number }>();
+
   /** Keeps a session's entry current through suspensions and resumes, and drops it on close. */
-  trackSession(info: SessionInfo, session: { on(event: 'suspend' | 'resume' | 'close', listener: () => void): unknown }): void {
+  trackSession(info: SessionInfo, session: TrackableSession): void {
     this.sessions.set(info.id, info);
+    this.tables.set(info.id, session);
     session.on('suspend', () => (info.suspended = true));
     session.on('resume', () => {
       info.suspended = false;
       this.resumes++;
     });
-    session.on('close', () => this.sessions.delete(info.id));
+    session.on('close', () => {
+      this.sessions.delete(info.id);
+      this.tables.delete(info.id);
+    });
   }
 
   track(entry: TrackedStream): () => void {
@@ -87,14 +107,16 @@ export class Registry {
     this.refusals.add([reason], 1);
   }
 
-  status(): { sessions: Array<SessionInfo & { streams: StreamStatus[] }> } {
+  status(): { sessions: Array<SessionStatus> } {
     const bySession = new Map<number, StreamStatus[]>();
     for (const entry of this.streams) {
       const list = bySession.get(entry.session) ?? [];
       list.push(streamStatus(entry));
       bySession.set(entry.session, list);
     }
-    return { sessions: [...this.sessions.values()].map((s) => ({ ...s, streams: bySession.get(s.id) ?? [] })) };
+    return {
+      sessions: [...this.sessions.values()].map((s) => ({ ...s, openStreams: this.tables.get(s.id)?.streamCount ?? 0, streams: bySession.get(s.id) ?? [] })),
+    };
   }
 }
 

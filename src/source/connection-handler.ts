@@ -2,7 +2,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { observedRelay, type Observation } from '../metrics/index.js';
-import { encodeMessage, openDeadlineMs, parseOpenReply, readMessage, type Stream } from '../tunnel/index.js';
+import { encodeMessage, openDeadlineMs, parseOpenReply, readMessage, type Stream, type StreamError } from '../tunnel/index.js';
 import type { Connector } from './connector.js';
 
 export async function handleConnection(
@@ -41,7 +41,12 @@ export async function handleConnection(
       return;
     }
   } catch (error) {
-    streamLog.error({ reason: (error as Error).message }, 'stream failed during open');
+    if ((error as StreamError).code === 'ESTREAMLIMIT') {
+      observation.registry.refused('max-streams');
+      streamLog.error({ code: 'max-streams', reason: (error as Error).message }, 'stream refused by the destination');
+    } else {
+      streamLog.error({ reason: (error as Error).message }, 'stream failed during open');
+    }
     stream.destroy();
     socket.destroy();
     return;

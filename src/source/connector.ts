@@ -1,5 +1,6 @@
 // Keeps one session to the destination: connects, and after a loss reconnects with backoff,
 // resuming the session when it is resumable (its streams wait meanwhile), else making a new one.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log.js';
 import type { Registry } from '../metrics/index.js';
 import { connectTunnel, resumeTunnel, sessionId, TunnelRefusedError, type ClientOptions, type Session } from '../tunnel/index.js';
@@ -7,6 +8,8 @@ import { connectTunnel, resumeTunnel, sessionId, TunnelRefusedError, type Client
 const FIRST_RETRY_MS = 250;
 const MAX_RETRY_MS = 5_000;
 const MISDIRECTED_RETRY_MS = 20;
+/** How long shutting down waits for the destination to take the session's close. */
+const CLOSE_WAIT_MS = 1_000;
 
 export class Connector {
   private session: Session | null = null;
@@ -50,11 +53,17 @@ export class Connector {
     return this.attempt;
   }
 
-  stop(): void {
+  /**
+   * Closes every session with GoAway and a normal WebSocket close, so the destination ends
+   * them at once rather than waiting for a resume; settles when they are gone, or after
+   * CLOSE_WAIT_MS for a destination that does not answer.
+   */
+  async stop(): Promise<void> {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.resumeTimer) clearTimeout(this.resumeTimer);
-    for (const session of this.live) session.close(new Error('source shutting down'));
+    const closing = Promise.all([...this.live].map((session) => session.close(new Error('source shutting down'))));
+    await Promise.race([closing, sleep(CLOSE_WAIT_MS, undefined, { ref: false })]);
   }
 
   private async connect(): Promise<Session> {

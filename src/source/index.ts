@@ -49,12 +49,11 @@ export async function runSource(config: SourceConfig, log: Logger): Promise<Runn
       openStreams: tunnel.openStreams,
       async close() {
         await metrics.close();
-        tunnel.stop();
-        await listening.close();
+        await Promise.all([tunnel.stop(), listening.close()]);
       },
     };
   } catch (error) {
-    tunnel.stop();
+    void tunnel.stop();
     throw error;
   }
 }
@@ -75,7 +74,7 @@ export async function runSourceWorker(config: SourceConfig, log: Logger): Promis
     openStreams: tunnel.openStreams,
     async close() {
       process.off('message', onMessage);
-      tunnel.stop();
+      await tunnel.stop();
     },
   };
 }
@@ -99,7 +98,7 @@ export async function runSourcePrimary(
   return { readyFields: readyFields(config), stopAccepting: listening.stopAccepting, openStreams: () => 0, close: () => listening.close() };
 }
 
-function startTunnel(config: SourceConfig, log: Logger): { dispatch: Dispatch; registry: Registry; openStreams(): number; stop(): void } {
+function startTunnel(config: SourceConfig, log: Logger): { dispatch: Dispatch; registry: Registry; openStreams(): number; stop(): Promise<void> } {
   const registry = new Registry();
   const observation = { registry, inspect: config.inspect };
   const connector = new Connector(
@@ -119,7 +118,7 @@ function startTunnel(config: SourceConfig, log: Logger): { dispatch: Dispatch; r
       }),
     stop: () => {
       stopReload();
-      connector.stop();
+      return connector.stop();
     },
   };
 }

@@ -1,10 +1,10 @@
 // Renders a /status document as a table, one row per stream, with a progress bar per disk.
-import type { SessionInfo, StreamStatus } from '../metrics/index.js';
+import type { SessionStatus } from '../metrics/index.js';
 
 export interface StatusDocument {
   role: string;
   pid: number;
-  sessions: Array<SessionInfo & { streams: StreamStatus[] }>;
+  sessions: SessionStatus[];
 }
 
 const BAR_WIDTH = 20;

@@ -28,6 +28,11 @@ export const GO_AWAY_INTERNAL_ERR = 0x2;
 // larger windows are announced with a WindowUpdate sent with SYN or ACK.
 export const INITIAL_STREAM_WINDOW = 256 * 1024;
 
+// A RST is a WindowUpdate whose Length has no use in the spec; here it says why (0: no reason).
+// Below RST_STREAM_LIMIT it is the errno of the socket error behind the reset; with that bit set
+// the stream was refused because the session already had (Length & ~RST_STREAM_LIMIT) streams open.
+export const RST_STREAM_LIMIT = 0x8000_0000;
+
 export const SESSION_STREAM_ID = 0; // Ping and GoAway travel on stream 0
 export const MAX_STREAM_ID = 0xffffffff;
 

@@ -22,6 +22,7 @@ import {
   GO_AWAY_PROTO_ERR,
   INITIAL_STREAM_WINDOW,
   MAX_STREAM_ID,
+  RST_STREAM_LIMIT,
   SESSION_STREAM_ID,
   SMALL_FRAME_PAYLOAD,
   TYPE_DATA,
@@ -68,6 +69,8 @@ export interface SessionEvents {
   /** The transport was lost; streams wait for resume() or the resume timeout. */
   suspend: [reason: Error];
   resume: [info: ResumeInfo];
+  /** A stream the peer opened was reset at once: the session already had `limit` streams. */
+  refused: [streamId: number, limit: number];
 }
 
 type Phase = 'open' | 'suspended' | 'resuming';
@@ -197,12 +200,15 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
     this.sendControl(TYPE_GO_AWAY, 0, SESSION_STREAM_ID, code);
   }
 
-  /** Ends the session: GoAway to the peer, every stream closed with the reason. */
-  close(reason: Error = new Error('session closed'), code = GO_AWAY_NORMAL): void {
+  /**
+   * Ends the session: GoAway to the peer, every stream closed with the reason. The promise
+   * settles once the transport is gone (its GoAway and close sent), where it can tell.
+   */
+  async close(reason: Error = new Error('session closed'), code = GO_AWAY_NORMAL): Promise<void> {
     if (this.closedReason) return;
     this.goAway(code);
     this.terminate(reason);
-    this.transport.close(reason);
+    await this.transport.close(reason);
   }
 
   // ---- StreamHost --------------------------------------------------------------
@@ -301,7 +307,7 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
 
   private onTransportClosed(reason: Error): void {
     if (this.resumable && !this.localGoAway && !this.remoteGoAway) this.suspend(reason);
-    else if (this.remoteGoAway && !this.localGoAway && this.client) this.terminate(new Error(`destination lost the session: it went away (${reason.message})`));
+    else if (this.remoteGoAway && !this.localGoAway) this.terminate(new Error(this.client ? `destination lost the session: it went away (${reason.message})` : `the source closed the session (${reason.message})`));
     else this.terminate(reason);
   }
 
@@ -394,9 +400,11 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
   /** A stream the peer opened, by SYN or (announce false) named in its resume state. */
   private acceptStream(streamId: number, announce: boolean): Stream | null {
     this.highestPeerStreamId = Math.max(this.highestPeerStreamId, streamId);
-    if (this.localGoAway || this.streams.size >= this.maxStreams || this.listenerCount('stream') === 0) {
+    const full = this.streams.size >= this.maxStreams;
+    if (this.localGoAway || full || this.listenerCount('stream') === 0) {
       // Refuse this stream only; the session stays up. (When resuming, leaving it out of our state refuses it.)
-      if (announce) this.sendControl(TYPE_WINDOW_UPDATE, FLAG_RST, streamId, 0);
+      if (announce) this.sendControl(TYPE_WINDOW_UPDATE, FLAG_RST, streamId, full ? RST_STREAM_LIMIT + Math.min(this.maxStreams, RST_STREAM_LIMIT - 1) : 0);
+      if (full) this.emit('refused', streamId, this.maxStreams);
       return null;
     }
     const stream = new Stream(this, streamId, { opening: false, window: this.streamWindow, resumable: this.resumable, announce });

@@ -23,8 +23,15 @@ export function splice(a: Duplex, b: Duplex, onEnd?: () => Error | null): Promis
     a.pipe(b, { end: false });
     a.once('end', () => {
       const error = onEnd?.() ?? null;
-      if (error) a.destroy(error);
-      else b.end();
+      if (!error) {
+        b.end();
+        return;
+      }
+      // `a` may count as finished already (ended, and its writable side done): destroying it
+      // would then reach nobody, so `b` is destroyed here and the error recorded directly.
+      firstError ??= error;
+      a.destroy(error);
+      b.destroy(error);
     });
     b.pipe(a);
   });

@@ -5,7 +5,7 @@
 // that both sides forget a stream only once neither can need it again.
 import { constants as osConstants } from 'node:os';
 import { Duplex } from 'node:stream';
-import { CREDIT_BATCHES, FLAG_ACK, FLAG_FIN, FLAG_RST, FLAG_SYN, INITIAL_STREAM_WINDOW, LOCAL_HIGH_WATER_MARK, TYPE_WINDOW_UPDATE } from './const.js';
+import { CREDIT_BATCHES, FLAG_ACK, FLAG_FIN, FLAG_RST, FLAG_SYN, INITIAL_STREAM_WINDOW, LOCAL_HIGH_WATER_MARK, RST_STREAM_LIMIT, TYPE_WINDOW_UPDATE } from './const.js';
 import { ProtocolError, StreamError } from './errors.js';
 import { ReplayBuffer } from './replay-buffer.js';
 import { RESUME_EOF_DELIVERED, RESUME_FIN_RECEIVED, type StreamState } from './resume-state.js';
@@ -144,12 +144,15 @@ export class Stream extends Duplex {
     this.maybeForget();
   }
 
-  /** `errno`: the peer's reason, when a socket error on its side caused the reset (0: none given). */
-  onRemoteReset(errno: number): void {
+  /** `reason`: the RST's Length, an errno or the peer's stream limit (see RST_STREAM_LIMIT); 0: none given. */
+  onRemoteReset(reason: number): void {
     this.resetByPeer = true;
-    const name = ERRNO_NAMES.get(errno);
-    const why = name ? `: ${name} on the peer's side` : '';
-    this.destroy(new StreamError(`stream ${this.id} was reset by the peer${why}`, name ?? 'ECONNRESET'));
+    // Already destroyed here (closed cleanly, waiting for a fin-ack): the peer gave up on it.
+    if (this.destroyed) {
+      this.forgetNow();
+      return;
+    }
+    this.destroy(resetError(this.id, reason));
   }
 
   // ---- resumption --------------------------------------------------------------
@@ -241,7 +244,9 @@ export class Stream extends Duplex {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    const closedCleanly = this.localFin && this.remoteFin;
+    // An error after both FINs still fails the stream: its reader or writer is gone, so no
+    // fin-ack would ever settle it; a RST tells the peer to forget it too.
+    const closedCleanly = this.localFin && this.remoteFin && !error;
     if (!closedCleanly && !this.resetByPeer && !this.forgotten) {
       this.host.sendControl(TYPE_WINDOW_UPDATE, this.takeOpenFlags() | FLAG_RST, this.id, errnoOf(error));
     }
@@ -311,6 +316,17 @@ export class Stream extends Duplex {
     this.replay?.clear();
     this.host.forget(this);
   }
+}
+
+/** What a peer's RST says, as the error the stream is destroyed with. */
+function resetError(id: number, reason: number): StreamError {
+  if (reason & RST_STREAM_LIMIT) {
+    const limit = reason & ~RST_STREAM_LIMIT;
+    return new StreamError(`stream ${id} was refused by the peer: its session already has ${limit} streams open, the limit (--max-streams ${limit})`, 'ESTREAMLIMIT');
+  }
+  const name = ERRNO_NAMES.get(reason);
+  const why = name ? `: ${name} on the peer's side` : '';
+  return new StreamError(`stream ${id} was reset by the peer${why}`, name ?? 'ECONNRESET');
 }
 
 /** The errno number a local socket error carries, sent in the RST so the peer can name it. */

@@ -14,5 +14,6 @@ export interface Transport {
   /** True while more than the high-water mark is queued: stop producing until drain. */
   readonly congested: boolean;
   attach(handlers: TransportHandlers): void;
-  close(reason: Error): void;
+  /** Closes; where the transport can tell, the promise settles once it is gone (bytes sent before included). */
+  close(reason: Error): void | Promise<void>;
 }

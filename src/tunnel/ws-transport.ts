@@ -58,13 +58,18 @@ export class WsTransport implements Transport {
     this.ws.send(chunk, SEND_OPTIONS);
   }
 
-  close(reason: Error): void {
-    if (this.closing) return;
+  close(reason: Error): Promise<void> {
+    const gone = new Promise<void>((resolve) => {
+      if (this.ws.readyState === this.ws.CLOSED) resolve();
+      else this.ws.once('close', () => resolve());
+    });
+    if (this.closing) return gone;
     this.closing = true;
     const code = reason instanceof ProtocolError ? WS_CLOSE_PROTOCOL_ERROR : WS_CLOSE_NORMAL;
     // A close reason is at most 123 bytes on the wire.
     this.ws.close(code, Buffer.from(reason.message).subarray(0, 123).toString());
     // A peer that does not answer the close handshake is not waited for.
     setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS).unref();
+    return gone;
   }
 }

@@ -207,9 +207,12 @@ test('more streams than the peer allows are reset, the session stays up', async 
     pair.server.on('stream', (s: Stream) => s.on('error', () => {}).resume());
     const a = pair.client.open().on('error', () => {}); // closed with the session at the end
     const b = pair.client.open().on('error', () => {});
+    const refused = once(pair.server, 'refused');
     const c = pair.client.open();
-    const [error] = (await once(c, 'error')) as [Error];
-    assert.match(error.message, /reset by the peer/);
+    const [error] = (await once(c, 'error')) as [Error & { code: string }];
+    assert.equal(error.message, 'stream 5 was refused by the peer: its session already has 2 streams open, the limit (--max-streams 2)');
+    assert.equal(error.code, 'ESTREAMLIMIT');
+    assert.deepEqual(await refused, [5, 2]);
     assert.equal(a.destroyed || b.destroyed, false);
     assert.equal(pair.server.streamCount, 2);
   } finally {
