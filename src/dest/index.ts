@@ -90,8 +90,9 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
       stopReload();
       await metrics.close();
       stopAccepting();
-      for (const session of sessions) session.close(new Error('destination shutting down'));
-      await closing;
+      // Each settles once its WebSocket has closed, at most a second later for a silent peer.
+      const ending = [...sessions].map((session) => session.close(new Error('destination shutting down')));
+      await Promise.all([closing, ...ending]);
     },
   };
 }

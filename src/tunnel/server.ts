@@ -4,11 +4,15 @@ import { EventEmitter } from 'node:events';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { WebSocketServer } from 'ws';
 import { DEFAULT_MAX_FRAME_PAYLOAD, SUBPROTOCOL, UPGRADE_TIMEOUT_MS } from './const.js';
 import { RESUME_HEADER, RESUME_NEW, ResumeTable, SECRET_HEADER, SESSION_HEADER, isResumeRequest, type Ticket } from './resume-table.js';
 import { Session, type SessionOptions } from './session.js';
 import { WsTransport } from './ws-transport.js';
+
+/** Shutting down waits this long for WebSockets to finish their close (a second more than their own grace). */
+const CLOSE_WAIT_MS = 2_000;
 
 /**
  * identity: the name to log; identities: every name the client is known by (for authorization);
@@ -113,8 +117,10 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   }
 
   /** Stops accepting; sessions already running are the caller's to close. */
+  /** Stops listening; settles when every connection has closed, or after CLOSE_WAIT_MS (a peer mid-handshake is not waited for). */
   close(): Promise<void> {
-    return new Promise((resolve) => this.https.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.https.close(() => resolve()));
+    return Promise.race([closed, sleep(CLOSE_WAIT_MS, undefined, { ref: false })]);
   }
 
   private onUpgrade(request: IncomingMessage, socket: Socket, head: Buffer): void {

@@ -19,7 +19,7 @@ export interface FaultTunnel extends Tunnel {
 }
 
 /** startTunnel(), with the source connecting through a relay when one is asked for. */
-async function startFaultTunnel(options: FaultTunnelOptions): Promise<FaultTunnel> {
+export async function startFaultTunnel(options: FaultTunnelOptions): Promise<FaultTunnel> {
   const relaySettings = options.relay;
   // Set by connectVia, which startTunnel calls once the destination listens.
   const via: { relay: TcpRelay | null } = { relay: null };

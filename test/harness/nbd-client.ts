@@ -8,8 +8,11 @@ const IHAVEOPT = 0x49484156454f5054n;
 const REPLY_MAGIC = 0x3e889045565a9n;
 const NBD_FLAG_FIXED_NEWSTYLE = 1 << 0;
 const NBD_FLAG_NO_ZEROES = 1 << 1;
+const NBD_OPT_ABORT = 2;
+const NBD_OPT_LIST = 3;
 const NBD_OPT_GO = 7;
 const NBD_REP_ACK = 1;
+const NBD_REP_SERVER = 2;
 const NBD_REP_INFO = 3;
 const NBD_REP_FLAG_ERROR = 0x8000_0000;
 const NBD_INFO_EXPORT = 0;
@@ -71,18 +74,38 @@ export class NbdClient {
     readonly size: number,
   ) {}
 
+  /**
+   * What `nbdinfo --list` does: NBD_OPT_LIST, then NBD_OPT_ABORT and close without reading the
+   * server's answer to it. Resolves with the export names listed.
+   */
+  static async listAndLeave(socketPath: string): Promise<string[]> {
+    const socket = createConnection(socketPath);
+    const reader = new ByteReader(socket);
+    try {
+      await greet(socket, reader);
+      socket.write(option(NBD_OPT_LIST, Buffer.alloc(0)));
+      const names: string[] = [];
+      for (;;) {
+        const { type, data } = await readOptionReply(reader);
+        if (type === NBD_REP_ACK) break;
+        if (type !== NBD_REP_SERVER) throw new Error(`NBD_OPT_LIST: unexpected reply type 0x${type.toString(16)}`);
+        names.push(data.subarray(4, 4 + data.readUInt32BE(0)).toString('utf8'));
+      }
+      const closed = new Promise((resolve) => socket.once('close', resolve));
+      socket.end(option(NBD_OPT_ABORT, Buffer.alloc(0)), () => socket.destroy());
+      await closed;
+      return names;
+    } finally {
+      socket.destroy();
+    }
+  }
+
   /** `allowReadOnly`: connect to a read-only export anyway (to provoke refused writes). */
   static async connect(socketPath: string, exportName: string, allowReadOnly = false): Promise<NbdClient> {
     const socket = createConnection(socketPath);
     const reader = new ByteReader(socket);
     try {
-      const hello = await reader.read(18);
-      if (hello.readBigUInt64BE(0) !== NBDMAGIC || hello.readBigUInt64BE(8) !== IHAVEOPT) throw new Error('not a newstyle NBD server');
-      const serverFlags = hello.readUInt16BE(16);
-      if (!(serverFlags & NBD_FLAG_FIXED_NEWSTYLE)) throw new Error('NBD server lacks fixed newstyle');
-      const clientFlags = Buffer.alloc(4);
-      clientFlags.writeUInt32BE(NBD_FLAG_FIXED_NEWSTYLE | (serverFlags & NBD_FLAG_NO_ZEROES));
-      socket.write(clientFlags);
+      await greet(socket, reader);
       socket.write(goOption(exportName));
       const size = await readGoReplies(reader, allowReadOnly);
       socket.setNoDelay(true);
@@ -118,6 +141,14 @@ export class NbdClient {
     return Buffer.from(await this.reader.read(length));
   }
 
+  /** Sends a write request and `sent` bytes of its payload, then closes at once: a client killed mid-request. */
+  abortMidWrite(offset: number, data: Buffer, sent: number): void {
+    this.socket.write(request(NBD_CMD_WRITE, this.cookie++, offset, data.length));
+    this.socket.write(data.subarray(0, sent));
+    this.socket.destroy();
+  }
+
+
   /** NBD_CMD_DISC, then close. */
   async close(): Promise<void> {
     if (this.socket.destroyed) return;
@@ -127,27 +158,46 @@ export class NbdClient {
   }
 }
 
+/** The server's greeting, and the client flags in answer (fixed newstyle). */
+async function greet(socket: Socket, reader: ByteReader): Promise<void> {
+  const hello = await reader.read(18);
+  if (hello.readBigUInt64BE(0) !== NBDMAGIC || hello.readBigUInt64BE(8) !== IHAVEOPT) throw new Error('not a newstyle NBD server');
+  const serverFlags = hello.readUInt16BE(16);
+  if (!(serverFlags & NBD_FLAG_FIXED_NEWSTYLE)) throw new Error('NBD server lacks fixed newstyle');
+  const clientFlags = Buffer.alloc(4);
+  clientFlags.writeUInt32BE(NBD_FLAG_FIXED_NEWSTYLE | (serverFlags & NBD_FLAG_NO_ZEROES));
+  socket.write(clientFlags);
+}
+
+function option(type: number, data: Buffer): Buffer {
+  const header = Buffer.alloc(16);
+  header.writeBigUInt64BE(IHAVEOPT, 0);
+  header.writeUInt32BE(type, 8);
+  header.writeUInt32BE(data.length, 12);
+  return Buffer.concat([header, data]);
+}
+
 function goOption(exportName: string): Buffer {
   const name = Buffer.from(exportName, 'utf8');
-  const option = Buffer.alloc(16 + 4 + name.length + 2);
-  option.writeBigUInt64BE(IHAVEOPT, 0);
-  option.writeUInt32BE(NBD_OPT_GO, 8);
-  option.writeUInt32BE(4 + name.length + 2, 12);
-  option.writeUInt32BE(name.length, 16);
-  name.copy(option, 20);
-  option.writeUInt16BE(0, 20 + name.length); // no information requests: NBD_INFO_EXPORT comes anyway
-  return option;
+  const data = Buffer.alloc(4 + name.length + 2);
+  data.writeUInt32BE(name.length, 0);
+  name.copy(data, 4);
+  data.writeUInt16BE(0, 4 + name.length); // no information requests: NBD_INFO_EXPORT comes anyway
+  return option(NBD_OPT_GO, data);
+}
+
+async function readOptionReply(reader: ByteReader): Promise<{ type: number; data: Buffer }> {
+  const header = await reader.read(20);
+  if (header.readBigUInt64BE(0) !== REPLY_MAGIC) throw new Error('bad NBD option reply magic');
+  const length = header.readUInt32BE(16);
+  return { type: header.readUInt32BE(12), data: length > 0 ? await reader.read(length) : Buffer.alloc(0) };
 }
 
 /** Reads NBD_OPT_GO's replies up to NBD_REP_ACK; returns the export size. */
 async function readGoReplies(reader: ByteReader, allowReadOnly: boolean): Promise<number> {
   let size: number | null = null;
   for (;;) {
-    const header = await reader.read(20);
-    if (header.readBigUInt64BE(0) !== REPLY_MAGIC) throw new Error('bad NBD option reply magic');
-    const type = header.readUInt32BE(12);
-    const length = header.readUInt32BE(16);
-    const data = length > 0 ? await reader.read(length) : Buffer.alloc(0);
+    const { type, data } = await readOptionReply(reader);
     if (type & NBD_REP_FLAG_ERROR) throw new Error(`NBD_OPT_GO refused (reply type 0x${type.toString(16)}): ${data.toString('utf8')}`);
     if (type === NBD_REP_INFO && data.readUInt16BE(0) === NBD_INFO_EXPORT) {
       size = Number(data.readBigUInt64BE(2));
