@@ -4,6 +4,7 @@
 // --max-streams refused every new connection), a process that never exited once its stdout
 // reader was gone, and a source that exited cleanly leaving its session suspended.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -114,48 +115,66 @@ test('50 clients killed mid-write and 50 `nbdinfo --list` early closes on a resu
   }
 });
 
-test('SIGTERM with stdout on a pipe whose reader has exited: both commands exit within --drain-timeout + 2 s', { timeout: 60_000 }, async (t) => {
-  const dir = await suite.caseDir('stdout');
-  const daemon = await startStorageDaemon(dir, 'dest');
-  const image = join(dir, 'vm-out.img');
-  await createTestImage(image, 16 * MiB, 74);
-  const env = { NBD_TUNNEL_DRAIN_TIMEOUT: '2' };
-  try {
-    await daemon.addRawImage('vm-out', image);
-    await daemon.startNbdServer(join(dir, 'nbd.sock'));
-    await daemon.exportNbd('vm-out', 'vm-out', true);
-    const sourceSocket = join(dir, 'vm-out.sock');
-    const tunnel = await startTunnel({ pki: suite.pki, destRoutes: { 'vm-out': join(dir, 'nbd.sock') }, sourceRoutes: { 'vm-out': sourceSocket }, destEnv: env, sourceEnv: env });
+// A reader gone (EPIPE on every write) and a reader that stops reading (the pipe fills, 64 KiB).
+for (const reader of ['gone', 'stopped'] as const) {
+  test(`SIGTERM with stdout on a pipe whose reader has ${reader === 'gone' ? 'exited' : 'stopped reading'}: both commands exit within --drain-timeout + 2 s`, { timeout: 60_000 }, async (t) => {
+    const dir = await suite.caseDir(`stdout-${reader}`);
+    const daemon = await startStorageDaemon(dir, 'dest');
+    const image = join(dir, 'vm-out.img');
+    await createTestImage(image, 16 * MiB, 74);
+    const env = { NBD_TUNNEL_DRAIN_TIMEOUT: '2' };
     try {
-      const held = await NbdClient.connect(sourceSocket, 'vm-out'); // keeps both drains waiting their whole timeout
-      await held.read(0, 4096);
-      for (const proxy of [tunnel.source, tunnel.dest]) proxy.child.proc.stdout!.destroy(); // the reader is gone
-      for (let i = 0; i < 20; i++) {
-        const client = await NbdClient.connect(sourceSocket, 'vm-out'); // log lines on both sides, into a broken pipe
-        await client.read(i * 4096, 4096);
-        await client.close();
+      await daemon.addRawImage('vm-out', image);
+      await daemon.startNbdServer(join(dir, 'nbd.sock'));
+      await daemon.exportNbd('vm-out', 'vm-out', true);
+      const sourceSocket = join(dir, 'vm-out.sock');
+      const tunnel = await startTunnel({ pki: suite.pki, destRoutes: { 'vm-out': join(dir, 'nbd.sock') }, sourceRoutes: { 'vm-out': sourceSocket }, destEnv: env, sourceEnv: env });
+      try {
+        const held = await NbdClient.connect(sourceSocket, 'vm-out'); // keeps both drains waiting their whole timeout
+        await held.read(0, 4096);
+        for (const proxy of [tunnel.source, tunnel.dest]) {
+          const stdout = proxy.child.proc.stdout!;
+          if (reader === 'gone') stdout.destroy();
+          else stdout.pause().removeAllListeners('data'); // nothing reads: the pipe fills up
+        }
+        // About 1.5 KiB of log lines per connection on each side: far past a full pipe.
+        const clients = (async () => {
+          for (let i = 0; i < 150; i++) {
+            const client = await NbdClient.connect(sourceSocket, 'vm-out');
+            await client.read(i * 4096, 4096);
+            await client.close();
+          }
+          return 'done';
+        })();
+        const logging = await Promise.race([clients, sleep(20_000, 'the proxies stopped serving while their stdout was not read')]);
+        t.diagnostic(`150 connections with stdout's reader ${reader}: ${logging}`);
+        const signalled = performance.now();
+        const exits = [tunnel.source, tunnel.dest].map((proxy) =>
+          Promise.race([
+            once(proxy.child.proc, 'exit').then(([code]) => ({ code: code as number | null, ms: performance.now() - signalled })),
+            sleep(10_000, null),
+          ]),
+        );
+        tunnel.source.child.proc.kill('SIGTERM');
+        tunnel.dest.child.proc.kill('SIGTERM');
+        const [source, dest] = await Promise.all(exits);
+        t.diagnostic(`source: ${JSON.stringify(source)}; dest: ${JSON.stringify(dest)}`);
+        assert.equal(logging, 'done');
+        for (const [side, exit] of [['source', source], ['dest', dest]] as const) {
+          assert.notEqual(exit, null, `${side} still running 10 s after SIGTERM`);
+          assert.equal(exit!.code, 0, `${side} exit status`);
+          assert.ok(exit!.ms <= 4_000, `${side} exited ${exit!.ms.toFixed(0)} ms after SIGTERM, more than --drain-timeout 2 + 2 s`);
+        }
+        await held.close().catch(() => {});
+      } finally {
+        for (const proxy of [tunnel.source, tunnel.dest]) proxy.child.proc.stdout!.destroy(); // so stop() can see the exit
+        await tunnel.stop();
       }
-      const signalled = performance.now();
-      const exits = [tunnel.source, tunnel.dest].map((proxy) =>
-        Promise.race([proxy.child.exited.then((s) => ({ ...s, ms: performance.now() - signalled })), sleep(10_000, null)]),
-      );
-      tunnel.source.child.proc.kill('SIGTERM');
-      tunnel.dest.child.proc.kill('SIGTERM');
-      const [source, dest] = await Promise.all(exits);
-      t.diagnostic(`source: ${JSON.stringify(source)}; dest: ${JSON.stringify(dest)}`);
-      for (const [side, exit] of [['source', source], ['dest', dest]] as const) {
-        assert.notEqual(exit, null, `${side} still running 10 s after SIGTERM`);
-        assert.equal(exit!.code, 0, `${side} exit status`);
-        assert.ok(exit!.ms <= 4_000, `${side} exited ${exit!.ms.toFixed(0)} ms after SIGTERM, more than --drain-timeout 2 + 2 s`);
-      }
-      await held.close().catch(() => {});
     } finally {
-      await tunnel.stop();
+      await daemon.stop();
     }
-  } finally {
-    await daemon.stop();
-  }
-});
+  });
+}
 
 test('a source stopped with SIGTERM closes its session: the destination ends it within 1 s, never suspends it', { timeout: 60_000 }, async (t) => {
   const dir = await suite.caseDir('goaway');
