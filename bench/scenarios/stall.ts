@@ -16,6 +16,7 @@ const SAMPLE_MS = 100;
 /** The stall starts once the job has copied this share of the disk, so it hits a busy stream. */
 const STALL_AT = 0.25;
 const MiB = 1 << 20;
+const JOB = 'm-disk0';
 
 export const stallScenario: Scenario = {
   id: 'stall',
@@ -45,7 +46,7 @@ export const stallScenario: Scenario = {
     const { value, peaks, notes } = await withPathRig({ kind, dir: context.dir, pki: context.pki, disks }, async (rig, path) => {
       const start = performance.now();
       await rig.startMirrors();
-      await waitForProgress(rig, 'm-disk0', size * STALL_AT);
+      await waitForProgress(rig, JOB, size * STALL_AT);
       const stall = await freezeDestination(rig, path);
       await rig.waitReady();
       const readyMs = performance.now() - start;
@@ -69,19 +70,34 @@ export const stallScenario: Scenario = {
   },
 };
 
-async function waitForProgress(rig: Rig, jobId: string, bytes: number): Promise<void> {
-  for (;;) {
-    const jobs = await rig.source.qmp.execute<Array<{ device: string; offset: number; ready: boolean }>>('query-block-jobs');
-    const job = jobs.find((j) => j.device === jobId);
-    if (!job) throw new Error(`job ${jobId} is gone`);
-    if (job.offset >= bytes || job.ready) return;
-    await sleep(20);
+interface JobState {
+  device: string;
+  offset: number;
+  len: number;
+  ready: boolean;
+}
+
+async function jobState(rig: Rig, jobId: string): Promise<JobState> {
+  const jobs = await rig.source.qmp.execute<JobState[]>('query-block-jobs');
+  const job = jobs.find((j) => j.device === jobId);
+  if (!job) throw new Error(`job ${jobId} is gone`);
+  return job;
+}
+
+/** Throws unless the job is still copying: a stall of an idle (READY) job measures nothing under load. */
+function assertCopying(job: JobState, when: string): void {
+  if (job.ready || job.offset >= job.len) {
+    throw new Error(`the job was not copying ${when} (offset ${job.offset} of ${job.len}, ready ${job.ready}): use a larger --size-scale`);
   }
 }
 
-async function jobOffset(rig: Rig): Promise<number> {
-  const jobs = await rig.source.qmp.execute<Array<{ offset: number }>>('query-block-jobs');
-  return jobs[0]?.offset ?? 0;
+async function waitForProgress(rig: Rig, jobId: string, bytes: number): Promise<void> {
+  for (;;) {
+    const job = await jobState(rig, jobId);
+    assertCopying(job, `when it reached ${bytes} bytes`);
+    if (job.offset >= bytes) return;
+    await sleep(20);
+  }
 }
 
 interface RssTrack {
@@ -98,7 +114,7 @@ async function freezeDestination(rig: Rig, path: PathHandle) {
   const rss = (pid: number): number => statusKiB(pid, 'VmRSS') ?? Number.NaN;
   const source: RssTrack = { before: rss(sourcePid), max: 0 };
   const dest: RssTrack = { before: rss(destPid), max: 0 };
-  const offsetBefore = await jobOffset(rig);
+  const offsetBefore = (await jobState(rig, JOB)).offset;
   const readAtStart = bytesRead(sourcePid) ?? 0;
   let readAtOneSecond = readAtStart;
   let readAtEnd = readAtStart;
@@ -107,6 +123,8 @@ async function freezeDestination(rig: Rig, path: PathHandle) {
   process.kill(rig.dest.pid, 'SIGSTOP');
   const stalled = performance.now();
   try {
+    // READY is never left: not READY now means not READY when the destination froze.
+    assertCopying(await jobState(rig, JOB), 'when the destination froze');
     for (let elapsed = 0; elapsed < STALL_MS; elapsed = performance.now() - stalled) {
       source.max = Math.max(source.max, rss(sourcePid));
       dest.max = Math.max(dest.max, rss(destPid));
@@ -114,7 +132,7 @@ async function freezeDestination(rig: Rig, path: PathHandle) {
       await sleep(SAMPLE_MS);
     }
     readAtEnd = bytesRead(sourcePid) ?? 0;
-    offsetMoved = (await jobOffset(rig)) - offsetBefore;
+    offsetMoved = (await jobState(rig, JOB)).offset - offsetBefore;
   } finally {
     process.kill(rig.dest.pid, 'SIGCONT');
   }

@@ -294,6 +294,15 @@ export class NbdInspector {
     return this.status === ACTIVE;
   }
 
+  /**
+   * Bytes copied out of the chunks and held for the unit being assembled (a header split across
+   * chunks, or the part of an option or reply that is parsed). Payloads are skipped by
+   * arithmetic, so this never exceeds a few KiB whatever the lengths; tests check it.
+   */
+  get bufferedBytes(): number {
+    return this.cFill + this.sFill;
+  }
+
   /** Bytes seen client → server, including after inspection stopped. */
   get bytesToDest(): number {
     return this.destBytes;

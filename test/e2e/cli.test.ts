@@ -1,7 +1,7 @@
 // The command-line contract: ready lines, one-line errors naming the flag, socket-file hygiene.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmod, lstat, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, lstat, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { join } from 'node:path';
 import { CLI, makePki, makeTempDir, removeDir, run, spawnChild, startCountingServer, startProxy, type Pki } from '../harness/index.js';
@@ -17,9 +17,10 @@ after(async () => {
   await removeDir(dir);
 });
 
-/** Runs the CLI to its exit; resolves with its status and stderr. */
-async function cli(args: string[]): Promise<{ code: number | null; stderr: string }> {
-  const child = await spawnChild(process.execPath, [CLI, ...args]);
+/** Runs the CLI to its exit, behind `wrapper` (a command such as setpriv) if given; resolves with its status and stderr. */
+async function cli(args: string[], wrapper: string[] = []): Promise<{ code: number | null; stderr: string }> {
+  const [command, ...rest] = [...wrapper, process.execPath, CLI, ...args];
+  const child = await spawnChild(command!, rest);
   const { code } = await child.exited;
   return { code, stderr: child.stderr };
 }
@@ -59,10 +60,35 @@ test('unreadable or non-PEM certificate files are named with the flag', async ()
   result = await cli(['source', '--connect', 'wss://localhost:1', '--route', 'a=/tmp/a.sock', '--cert', pki.clientCert, '--key', pki.clientKey, '--ca', notPem]);
   assert.equal(result.code, 2);
   assert.match(result.stderr, /--ca .*not\.pem: not a PEM file/);
-  if (process.getuid?.() !== 0) {
-    await chmod(notPem, 0);
-    result = await cli(['dest', '--listen', '127.0.0.1:0', '--route', 'a=/tmp/a.sock', '--cert', notPem, '--key', pki.serverKey, '--ca', pki.caCert]);
-    assert.match(result.stderr, /--cert .*: cannot read: EACCES/);
+});
+
+test('a certificate file the user cannot read: exit 2, EACCES named with --cert (as nobody when run as root)', async (t) => {
+  // Root reads any file, so as root the CLI runs as nobody; the files sit in a folder nobody can
+  // traverse, and all but the certificate are readable to it: only the certificate's mode fails.
+  const place = await makeTempDir('nbdt-cli-eacces-');
+  try {
+    await chmod(place, 0o711);
+    const [cert, key, ca] = ['server-cert.pem', 'server-key.pem', 'ca-cert.pem'].map((f) => join(place, f)) as [string, string, string];
+    await Promise.all([copyFile(pki.serverCert, cert), copyFile(pki.serverKey, key), copyFile(pki.caCert, ca)]);
+    await Promise.all([chmod(cert, 0), chmod(key, 0o600), chmod(ca, 0o644)]);
+    let wrapper: string[] = [];
+    if (process.getuid?.() === 0) {
+      const [uid, gid] = await Promise.all(['-u', '-g'].map(async (flag) => Number((await run('id', [flag, 'nobody'])).stdout.trim())));
+      await chown(key, uid!, gid!);
+      wrapper = ['setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--'];
+      t.diagnostic(`running as root: the CLI runs as nobody (${uid}:${gid})`);
+      // A checkout under a private folder (/root/...) is out of nobody's reach: say so, do not pass.
+      const reach = await run(wrapper[0]!, [...wrapper.slice(1), 'test', '-r', CLI], { okCodes: [0, 1] });
+      if (reach.code !== 0) {
+        t.skip(`nobody cannot read ${CLI}, so the check cannot run unprivileged`);
+        return;
+      }
+    }
+    const result = await cli(['dest', '--listen', '127.0.0.1:0', '--route', 'a=/tmp/a.sock', '--cert', cert, '--key', key, '--ca', ca], wrapper);
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /^nbd-tunnel: error: --cert .*server-cert\.pem: cannot read: EACCES\n$/);
+  } finally {
+    await removeDir(place);
   }
 });
 

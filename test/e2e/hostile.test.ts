@@ -8,7 +8,19 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { connectTunnel, encodeMessage, parseOpenReply, readMessage, type Session, type Stream } from '../../src/tunnel/index.js';
-import { makePki, makeTempDir, removeDir, startCountingServer, startRig, type CountingServer, type Pki, type Rig } from '../harness/index.js';
+import {
+  jobProgress,
+  makePki,
+  makeTempDir,
+  removeDir,
+  startCountingServer,
+  startRig,
+  waitJobProgress,
+  type CountingServer,
+  type JobProgress,
+  type Pki,
+  type Rig,
+} from '../harness/index.js';
 
 const MiB = 1024 * 1024;
 let dir: string;
@@ -17,6 +29,11 @@ let rig: Rig;
 let counted: CountingServer;
 let tls: { ca: Buffer; cert: Buffer; key: Buffer };
 const sessions: Session[] = [];
+const JOB = 'm-good';
+/** Measured: the mirror went from 4% to 13% during the hostile tests (about 1.1 s), from 3% to 25% at 4 MiB/s. */
+const HOSTILE_CASE_SPEED = 1 * MiB;
+/** The job's progress once the hostile tests may start; null if it was already READY. */
+let copyingAtStart: JobProgress | null = null;
 
 before(async () => {
   dir = await makeTempDir('nbdt-hostile-');
@@ -29,6 +46,9 @@ before(async () => {
     destArgs: ['--route', `counted=${join(dir, 'counted.sock')}`, '--max-sessions', '2', '--max-streams', '4', '--handshake-timeout', '1'],
   });
   await rig.startMirrors();
+  // The job's rate limit keeps it copying through every test below; the last one checks that.
+  await rig.source.qmp.execute('block-job-set-speed', { device: JOB, speed: HOSTILE_CASE_SPEED });
+  copyingAtStart = await waitJobProgress(rig.source, JOB, 0.01);
   const [ca, cert, key] = await Promise.all([pki.caCert, pki.clientCert, pki.clientKey].map((p) => readFile(p)));
   tls = { ca, cert, key };
 });
@@ -112,7 +132,13 @@ test('a client that never finishes the upgrade is dropped at the deadline', asyn
   assert.match(String(line.reason), /no WebSocket upgrade within 1000 ms/);
 });
 
-test('meanwhile the migration completed and the images are identical', async () => {
+test('meanwhile the migration completed and the images are identical', async (t) => {
+  const now = await jobProgress(rig.source, JOB);
+  const percent = (p: JobProgress | null) => (p ? `${((100 * p.offset) / p.len).toFixed(0)}%${p.ready ? ' READY' : ''}` : 'gone');
+  t.diagnostic(`mirror at ${percent(copyingAtStart)} before the hostile tests, ${percent(now)} after them`);
+  assert.ok(copyingAtStart, 'the mirror was READY before the hostile tests began');
+  assert.ok(now && !now.ready && now.offset > copyingAtStart.offset, `the mirror was not copying all through the hostile tests: ${JSON.stringify({ copyingAtStart, now })}`);
+  await rig.source.qmp.execute('block-job-set-speed', { device: JOB, speed: 0 });
   await rig.waitReady();
   await rig.completeMirrors();
   for (const r of await rig.verify()) assert.ok(r.identical, `${r.name}: ${r.output}`);

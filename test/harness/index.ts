@@ -10,3 +10,4 @@ export * from './rig.js';
 export * from './tcp-relay.js';
 export * from './nbd-client.js';
 export * from './fault-tunnel.js';
+export * from './heap-probe.js';

@@ -38,8 +38,10 @@ import { feed, feedBytes, feedCut, goData, metaData, option, randomCuts, request
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-const haveQemu = spawnSync('qemu-nbd', ['--version']).status === 0 && spawnSync('qemu-io', ['--version']).status === 0;
-const skip = haveQemu ? false : 'qemu-nbd / qemu-io not installed';
+// `npm test` installs qemu-nbd and qemu-io (scripts/ensure-qemu.sh): a missing tool fails, never skips.
+for (const tool of ['qemu-nbd', 'qemu-io', 'qemu-img']) {
+  if (spawnSync(tool, ['--version']).status !== 0) throw new Error(`${tool} is not runnable: run scripts/setup.sh (npm test does)`);
+}
 
 /** A qemu-nbd export of a fresh image, behind a recording relay; everything stopped by `cleanup`. */
 async function withExport<T>(
@@ -86,7 +88,7 @@ function assertCutInvariant(name: string, recorded: Script, seed: number): void 
   }
 }
 
-test('qemu-io through a recording relay: export, exact size, counts, bytes, out-of-order replies, coverage', { skip, timeout: 60_000 }, async () => {
+test('qemu-io through a recording relay: export, exact size, counts, bytes, out-of-order replies, coverage', { timeout: 60_000 }, async () => {
   const commands = ['write -P 0xab 0 1M', 'write -z 1M 1M', 'discard 2M 1M'];
   for (let i = 0; i < 8; i++) commands.push(`aio_write -P 1 ${4096 + i * 256}k 256k`); // 8 in flight
   commands.push('aio_flush', 'read -P 0xab 0 64k', 'read 3M 64k');
@@ -148,7 +150,7 @@ test('qemu-io through a recording relay: export, exact size, counts, bytes, out-
   assertCutInvariant('qemu-io', recording, 42);
 });
 
-test('qemu-img map with a dirty bitmap: the qemu:dirty-bitmap context and its id, BLOCK_STATUS replies matched', { skip, timeout: 60_000 }, async () => {
+test('qemu-img map with a dirty bitmap: the qemu:dirty-bitmap context and its id, BLOCK_STATUS replies matched', { timeout: 60_000 }, async () => {
   const recording = await withExport(
     'qcow2',
     async (image) => {
@@ -173,7 +175,7 @@ test('qemu-img map with a dirty bitmap: the qemu:dirty-bitmap context and its id
   assertCutInvariant('qemu-img map', recording, 43);
 });
 
-test('read-only export (qemu-nbd -r): qemu-io never sends a write; a raw client\'s writes are refused and recorded', { skip, timeout: 60_000 }, async () => {
+test('read-only export (qemu-nbd -r): qemu-io never sends a write; a raw client\'s writes are refused and recorded', { timeout: 60_000 }, async () => {
   await withExport('raw', async () => {}, ['-r'], async (relay) => {
     const uri = `nbd+unix:///exp?socket=${relay.path}`;
     // qemu-io opening read-write fails; read-only, it refuses the write itself.
