@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { processStats, startFaultTunnel, waitForLogCount, type FaultTunnel, type ProcessStats } from './fault-tunnel.js';
+import { heapProbeEnv, sampleHeap, type HeapSample } from './heap-probe.js';
 import { createTestImage } from './images.js';
 import { NbdClient } from './nbd-client.js';
 import type { Pki } from './pki.js';
@@ -44,6 +45,8 @@ export interface SoakResult {
   /** After the run: each session's stream table and the streams being relayed, summed. */
   streams: Record<Side, { table: number; relayed: number }>;
   samples: Record<Side, { start: ProcessStats; baseline: ProcessStats; end: ProcessStats }>;
+  /** Heap and external memory after a forced GC: after warm-up, and at the end. */
+  heap: Record<Side, { baseline: HeapSample; end: HeapSample }>;
   elapsedMs: number;
 }
 
@@ -59,6 +62,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     await daemon.exportNbd(ROUTE, ROUTE, true);
     const sourceSocket = join(options.dir, `${ROUTE}.sock`);
     const metrics = ['--metrics', '127.0.0.1:0'];
+    const probe = heapProbeEnv(options.dir);
     tunnel = await startFaultTunnel({
       pki: options.pki,
       destRoutes: { [ROUTE]: join(options.dir, 'nbd.sock') },
@@ -66,6 +70,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       relay: {},
       destArgs: metrics,
       sourceArgs: metrics,
+      destEnv: probe,
+      sourceEnv: probe,
     });
     return await soak(tunnel, sourceSocket, expected, options);
   } finally {
@@ -80,8 +86,13 @@ async function soak(tunnel: FaultTunnel, sourceSocket: string, expected: Buffer,
     source: await processStats(proxies.source.child.pid),
     dest: await processStats(proxies.dest.child.pid),
   });
+  const heapOf = async (): Promise<Record<Side, HeapSample>> => ({
+    source: await sampleHeap(proxies.source.child, options.dir),
+    dest: await sampleHeap(proxies.dest.child, options.dir),
+  });
   const start = await sample();
   let baseline = start;
+  let heapBaseline = await heapOf();
   const counts = { killed: 0, early: 0, clean: 0 };
   const badReads: string[] = [];
   const payload = randomBytes(WRITE_LENGTH);
@@ -122,6 +133,7 @@ async function soak(tunnel: FaultTunnel, sourceSocket: string, expected: Buffer,
     if (i + 1 === options.warmup) {
       await settled(proxies);
       baseline = await sample();
+      heapBaseline = await heapOf();
     }
     if ((i + 1) % 1000 === 0) options.progress?.(`${i + 1} connections, ${resets} resets, ${((performance.now() - began) / 1000).toFixed(0)} s`);
   }
@@ -129,6 +141,7 @@ async function soak(tunnel: FaultTunnel, sourceSocket: string, expected: Buffer,
   await waitForLogCount(proxies.source, (l) => l.msg === 'session resumed', resets, 30_000);
   const streams = await settled(proxies);
   const end = await sample();
+  const heapEnd = await heapOf();
   const count = (proxy: Proxy): number => proxy.logs.filter((l) => l.msg === 'session resumed').length;
   return {
     connections: counts,
@@ -139,6 +152,10 @@ async function soak(tunnel: FaultTunnel, sourceSocket: string, expected: Buffer,
     samples: {
       source: { start: start.source, baseline: baseline.source, end: end.source },
       dest: { start: start.dest, baseline: baseline.dest, end: end.dest },
+    },
+    heap: {
+      source: { baseline: heapBaseline.source, end: heapEnd.source },
+      dest: { baseline: heapBaseline.dest, end: heapEnd.dest },
     },
     elapsedMs,
   };
@@ -173,6 +190,8 @@ async function settled(proxies: Record<Side, Proxy>): Promise<Record<Side, { tab
 const FD_SLACK = 4;
 /** RSS growth allowed from the after-warm-up sample to the end. */
 const RSS_GROWTH_LIMIT = 32 * MiB;
+/** Growth of heap + external memory after GC allowed from warm-up to the end: 1,500 connections leaking 1 KiB each would pass it. */
+const HEAP_GROWTH_LIMIT = 1 * MiB;
 
 /** What a run must show: every read right, every reset resumed, nothing held at the end. Empty when all is well. */
 export function soakProblems(result: SoakResult): string[] {
@@ -184,6 +203,10 @@ export function soakProblems(result: SoakResult): string[] {
     const { baseline, end } = result.samples[side];
     if (end.fds - baseline.fds > FD_SLACK) problems.push(`${side}: ${baseline.fds} descriptors after warm-up, ${end.fds} at the end`);
     if (end.rssBytes - baseline.rssBytes >= RSS_GROWTH_LIMIT) problems.push(`${side}: RSS grew from ${mib(baseline.rssBytes)} to ${mib(end.rssBytes)} MiB after warm-up`);
+    const heap = result.heap[side];
+    if (retained(heap.end) - retained(heap.baseline) >= HEAP_GROWTH_LIMIT) {
+      problems.push(`${side}: heap + external after GC grew from ${mib(retained(heap.baseline))} to ${mib(retained(heap.end))} MiB after warm-up`);
+    }
   }
   return problems;
 }
@@ -199,10 +222,15 @@ export function describeSoak(result: SoakResult): string[] {
       const { table, relayed } = result.streams[side];
       return (
         `${side}: streams ${table} in the table, ${relayed} relayed; resumes ${result.resumed[side]}; ` +
-        `fds ${start.fds} / ${baseline.fds} / ${end.fds}; RSS ${mib(start.rssBytes)} / ${mib(baseline.rssBytes)} / ${mib(end.rssBytes)} MiB (start / after warm-up / end)`
+        `fds ${start.fds} / ${baseline.fds} / ${end.fds}; RSS ${mib(start.rssBytes)} / ${mib(baseline.rssBytes)} / ${mib(end.rssBytes)} MiB (start / after warm-up / end); ` +
+        `heap + external after GC ${mib(retained(result.heap[side].baseline))} / ${mib(retained(result.heap[side].end))} MiB (after warm-up / end)`
       );
     }),
   ];
+}
+
+function retained(sample: HeapSample): number {
+  return sample.heapUsed + sample.external;
 }
 
 function mib(bytes: number): string {
