@@ -1,7 +1,8 @@
 // --allow matching: exact names, one-label wildcards, CN and SAN identities.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { certificateIdentities, isAllowed, patternProblem } from '../../src/dest/authorization.js';
+import { certificateIdentities, isAllowed } from '../../src/dest/authorization.js';
+import { identityPatternProblem as patternProblem } from '../../src/routes/index.js';
 
 test('identities come from the subject CN and DNS/URI SANs, not IP SANs', () => {
   assert.deepEqual(
