@@ -1,0 +1,163 @@
+// Routes at run time, through the real CLI: the source's control socket (`nbd-tunnel route
+// add|remove|list`), the destination's --route-dir with sockets that appear after it started, and
+// a --config file that SIGHUP re-reads. Real QEMU mirrors, verified with qemu-img compare.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { lstat, mkdir, writeFile } from 'node:fs/promises';
+import { createConnection } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  CLI,
+  compareImages,
+  createBlankImage,
+  createTestImage,
+  run,
+  startCountingServer,
+  startProxy,
+  startStorageDaemon,
+  type Proxy,
+  type StorageDaemon,
+} from '../harness/index.js';
+import { suiteFolder } from '../harness/suite.js';
+
+const MiB = 1024 * 1024;
+const TIMEOUT_MS = 120_000;
+const suite = suiteFolder('nbdt-rr-');
+
+const destTls = () => ['--cert', suite.pki.serverCert, '--key', suite.pki.serverKey, '--ca', suite.pki.caCert];
+const sourceTls = () => ['--cert', suite.pki.clientCert, '--key', suite.pki.clientKey, '--ca', suite.pki.caCert];
+
+/** `nbd-tunnel route …`, run to its exit. */
+async function route(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return run(process.execPath, [CLI, 'route', ...args], { okCodes: [0, 1, 2] });
+}
+
+async function startDest(args: string[]): Promise<{ dest: Proxy; port: number }> {
+  const dest = await startProxy(['dest', '--listen', '127.0.0.1:0', ...destTls(), ...args], 'listening');
+  return { dest, port: Number(dest.logs.find((l) => l.msg === 'listening')!.port) };
+}
+
+const gone = (path: string) => assert.rejects(lstat(path), { code: 'ENOENT' }, `${path} is left behind`);
+
+test('no routes at start: route add two, mirror two disks, remove one while READY (its mirror goes on), add it again elsewhere, list', async () => {
+  const dir = await suite.caseDir('runtime');
+  const qemuDir = join(dir, 'qemu'); // the destination's --route-dir: QEMU's sockets appear here later
+  const tunnelDir = join(dir, 'tunnel'); // the source's --route-dir
+  await mkdir(qemuDir);
+  await mkdir(tunnelDir);
+  const control = join(dir, 'control.sock');
+  const vms = ['vm7', 'vm8'].map((vm, i) => ({
+    vm,
+    route: `${vm}-nbd`, // one NBD socket per VM, as libvirt's --disks-uri
+    disk: `${vm}-vda`,
+    sourceImage: join(dir, `${vm}-src.img`),
+    destImage: join(dir, `${vm}-dst.img`),
+    seed: 70 + i,
+  }));
+  const started: Array<{ stop(): Promise<void> }> = [];
+  try {
+    const { dest, port } = await startDest(['--route-dir', qemuDir]);
+    started.push(dest);
+    const source = await startProxy(['source', '--connect', `wss://localhost:${port}`, '--route-dir', tunnelDir, '--control', control, ...sourceTls()], 'ready');
+    started.push(source);
+    assert.deepEqual(source.logs.find((l) => l.msg === 'ready')!.routes, {}, 'no routes at start');
+    assert.equal((await lstat(control)).mode & 0o777, 0o600, 'the control socket is owner-only');
+
+    // Destination QEMUs (one per VM) listen in the destination's --route-dir after it started.
+    const destDaemons: StorageDaemon[] = [];
+    for (const v of vms) {
+      await createTestImage(v.sourceImage, 32 * MiB, v.seed);
+      await createBlankImage(v.destImage, 32 * MiB);
+      const daemon = await startStorageDaemon(dir, `dest-${v.vm}`);
+      started.push(daemon);
+      destDaemons.push(daemon);
+      await daemon.addRawImage(`${v.disk}-dst`, v.destImage);
+      await daemon.startNbdServer(join(qemuDir, `${v.route}.sock`));
+      await daemon.exportNbd(`${v.disk}-dst`, v.disk, true);
+    }
+
+    // Bad requests are refused with one line; nothing is left listening.
+    const badName = await route(['add', '../vm7', '--control', control]);
+    assert.equal(badName.code, 2);
+    assert.match(badName.stderr, /^nbd-tunnel: error: route name "\.\.\/vm7" is not valid: route name must match .*\n$/);
+
+    const sockets: Record<string, string> = {};
+    for (const v of vms) {
+      const added = await route(['add', v.route, '--control', control]);
+      assert.equal(added.code, 0, added.stderr);
+      sockets[v.route] = join(tunnelDir, `${v.route}.sock`);
+      assert.equal(added.stdout, `${sockets[v.route]}\n`, 'route add prints the socket');
+      assert.equal((await lstat(sockets[v.route])).mode & 0o777, 0o660, "the source's --socket-mode applies");
+    }
+    const taken = await route(['add', 'vm7-nbd', join(dir, 'other.sock'), '--control', control]);
+    assert.equal(taken.code, 1);
+    assert.match(taken.stderr, /^nbd-tunnel: error: route 'vm7-nbd' already exists \(socket .*vm7-nbd\.sock\); remove it first or pick another name\n$/);
+    const inUse = await route(['add', 'vm9-nbd', sockets['vm7-nbd'], '--control', control]);
+    assert.equal(inUse.code, 1);
+    assert.match(inUse.stderr, /route 'vm7-nbd' already listens on this socket/);
+    const missing = await route(['remove', 'vm9-nbd', '--control', control]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /^nbd-tunnel: error: no route 'vm9-nbd' on this source/);
+
+    // The source QEMU: both disks, a writer export for vm8, a mirror per disk through the routes.
+    const sourceDaemon = await startStorageDaemon(dir, 'source');
+    started.push(sourceDaemon);
+    const writerSocket = join(dir, 'writer.sock');
+    await sourceDaemon.startNbdServer(writerSocket);
+    for (const v of vms) {
+      await sourceDaemon.addRawImage(`${v.disk}-src`, v.sourceImage);
+      await sourceDaemon.exportNbd(`${v.disk}-src`, v.disk, true);
+      await sourceDaemon.addNbdClient(`${v.disk}-tgt`, sockets[v.route], v.disk);
+      await sourceDaemon.mirror({ jobId: `m-${v.disk}`, device: `${v.disk}-src`, target: `${v.disk}-tgt` });
+    }
+    await Promise.all(vms.map((v) => sourceDaemon.waitJobReady(`m-${v.disk}`, TIMEOUT_MS)));
+    let list = await route(['list', '--control', control]);
+    assert.equal(list.stdout, `vm7-nbd\t${sockets['vm7-nbd']}\t1\nvm8-nbd\t${sockets['vm8-nbd']}\t1\n`);
+
+    // Remove vm8's route while its mirror is READY: the socket goes, the open stream stays.
+    const removed = await route(['remove', 'vm8-nbd', '--control', control]);
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.equal(removed.stdout, '');
+    await gone(sockets['vm8-nbd']);
+    list = await route(['list', '--control', control]);
+    assert.equal(list.stdout, `vm7-nbd\t${sockets['vm7-nbd']}\t1\n`);
+    // The guest writes on: the mirror carries the writes through the removed route's stream.
+    await run('qemu-io', ['-f', 'raw', `nbd+unix:///vm8-vda?socket=${writerSocket}`, '-c', 'write -P 0x5a 1M 64k', '-c', 'write -P 0x5b 20M 64k']);
+    await sleep(500);
+    const jobs = await sourceDaemon.qmp.execute<Array<{ device: string; status: string }>>('query-block-jobs');
+    assert.equal(jobs.find((j) => j.device === 'm-vm8-vda')?.status, 'ready', JSON.stringify(jobs));
+
+    // Add it again under another socket; its old stream still counts for the route name.
+    const again = join(dir, 'vm8-again.sock');
+    const readded = await route(['add', 'vm8-nbd', again, '--socket-mode', '0600', '--control', control]);
+    assert.equal(readded.code, 0, readded.stderr);
+    assert.equal(readded.stdout, `${again}\n`);
+    assert.equal((await lstat(again)).mode & 0o777, 0o600);
+    list = await route(['list', '--control', control]);
+    assert.equal(list.stdout, `vm7-nbd\t${sockets['vm7-nbd']}\t1\nvm8-nbd\t${again}\t1\n`);
+
+    // Cancel (complete) both mirrors; then read vm8's destination disk through the new socket.
+    for (const v of vms) await sourceDaemon.cancelJob(`m-${v.disk}`);
+    await Promise.all(vms.map((v) => sourceDaemon.waitJobCompleted(`m-${v.disk}`, TIMEOUT_MS)));
+    const read = await run('qemu-io', ['-f', 'raw', '-r', `nbd+unix:///vm8-vda?socket=${again}`, '-c', 'read -P 0x5a 1M 64k', '-c', 'read -P 0x5b 20M 64k']);
+    assert.equal((read.stdout.match(/read 65536\/65536 bytes/g) ?? []).length, 2, read.stdout);
+    assert.ok(dest.logs.some((l) => l.msg === 'stream opened' && l.route === 'vm8-nbd' && l.socket === join(qemuDir, 'vm8-nbd.sock')));
+
+    await sourceDaemon.quit();
+    for (const daemon of destDaemons) await daemon.quit();
+    for (const v of vms) {
+      const { identical, output } = await compareImages(v.sourceImage, v.destImage);
+      assert.ok(identical, `${v.vm}: images differ: ${output}`);
+    }
+    const vm8Closed = source.logs.filter((l) => l.msg === 'stream closed' && l.route === 'vm8-nbd');
+    assert.ok(vm8Closed.length >= 1 && vm8Closed.every((l) => l.reason === undefined), JSON.stringify(vm8Closed));
+
+    // A drain removes the runtime routes' sockets and the control socket.
+    await source.stop();
+    assert.deepEqual(await source.child.exited, { code: 0, signal: null });
+    for (const path of [control, sockets['vm7-nbd'], again]) await gone(path);
+  } finally {
+    for (const part of started.reverse()) await part.stop().catch(() => {});
+  }
+});
