@@ -161,3 +161,94 @@ test('no routes at start: route add two, mirror two disks, remove one while READ
     for (const part of started.reverse()) await part.stop().catch(() => {});
   }
 });
+
+test('SIGHUP re-reads --config: a new allow rule (a route pattern) applies to new streams without a restart; a broken file keeps it', async () => {
+  const dir = await suite.caseDir('reload');
+  const qemuDir = join(dir, 'qemu');
+  await mkdir(qemuDir);
+  const target = await startCountingServer(join(qemuDir, 'vm9-vda.sock'));
+  const destFile = join(dir, 'dest.json');
+  const sourceFile = join(dir, 'source.json');
+  const writeJson = (path: string, value: unknown) => writeFile(path, JSON.stringify(value), { mode: 0o600 });
+  await writeJson(destFile, { routeDir: qemuDir, allow: { 'vm1-*': ['hv1.example.org'] } });
+  const vda = join(dir, 'vm9-vda.sock');
+  const vdb = join(dir, 'vm9-vdb.sock');
+  await writeJson(sourceFile, { route: { 'vm9-vda': vda } });
+  const started: Array<{ stop(): Promise<void> }> = [{ stop: () => target.close() }];
+  /** One connection to the source socket: the destination's answer as the source logs it. */
+  const attempt = async (source: Proxy): Promise<string> => {
+    const seen = source.logs.length;
+    const client = createConnection(vda);
+    client.on('error', () => {});
+    try {
+      const line = await source.waitForLog((l) => source.logs.indexOf(l) >= seen && (l.msg === 'stream opened' || l.msg === 'stream refused by the destination'));
+      return line.msg === 'stream opened' ? 'opened' : String(line.code);
+    } finally {
+      client.destroy();
+    }
+  };
+  try {
+    const { dest, port } = await startDest(['--config', destFile]);
+    started.push(dest);
+    const source = await startProxy(['source', '--connect', `wss://localhost:${port}`, '--config', sourceFile, ...sourceTls()], 'ready');
+    started.push(source);
+    assert.equal(await attempt(source), 'not-allowed', 'vm9-* is not allowed yet');
+    assert.equal(target.accepts, 0);
+
+    await writeJson(destFile, { routeDir: qemuDir, allow: { 'vm1-*': ['hv1.example.org'], 'vm9-*': ['*.example.org'] } });
+    dest.child.proc.kill('SIGHUP');
+    const reloaded = await dest.waitForLog((l) => l.msg === 'configuration reloaded');
+    assert.deepEqual(reloaded.allow, { 'vm1-*': ['hv1.example.org'], 'vm9-*': ['*.example.org'] });
+    assert.equal(await attempt(source), 'opened');
+    assert.equal(target.accepts, 1);
+
+    // A broken file: an error line naming the key, and the running rules stay.
+    await writeJson(destFile, { routeDir: qemuDir, alow: {} });
+    dest.child.proc.kill('SIGHUP');
+    const failed = await dest.waitForLog((l) => l.msg === 'configuration reload failed; keeping the running one');
+    assert.match(String(failed.reason), /dest\.json: unknown key 'alow'/);
+    assert.equal(await attempt(source), 'opened');
+
+    // The source's file: a route added to it listens after SIGHUP, one removed stops listening.
+    await writeJson(sourceFile, { route: { 'vm9-vdb': vdb } });
+    source.child.proc.kill('SIGHUP');
+    await source.waitForLog((l) => l.msg === 'configuration reloaded');
+    assert.ok((await lstat(vdb)).isSocket());
+    await gone(vda);
+  } finally {
+    for (const part of started.reverse()) await part.stop().catch(() => {});
+  }
+});
+
+test('source --connections 2: runtime routes are served by the primary, streams counted across the workers', async () => {
+  const dir = await suite.caseDir('workers');
+  const qemuDir = join(dir, 'qemu');
+  await mkdir(qemuDir);
+  const target = await startCountingServer(join(qemuDir, 'vm5-vda.sock'));
+  const control = join(dir, 'control.sock');
+  const started: Array<{ stop(): Promise<void> }> = [{ stop: () => target.close() }];
+  try {
+    const { dest, port } = await startDest(['--route-dir', qemuDir]);
+    started.push(dest);
+    const source = await startProxy(['source', '--connect', `wss://localhost:${port}`, '--control', control, '--connections', '2', ...sourceTls()], 'ready', 20_000);
+    started.push(source);
+    const socket = join(dir, 'vm5-vda.sock');
+    const added = await route(['add', 'vm5-vda', socket, '--control', control]);
+    assert.equal(added.code, 0, added.stderr);
+    const clients = [0, 1].map(() => createConnection(socket).on('error', () => {}));
+    try {
+      while (target.accepts < 2) await sleep(50);
+      assert.equal((await route(['list', '--control', control])).stdout, `vm5-vda\t${socket}\t2\n`);
+    } finally {
+      for (const client of clients) client.destroy();
+    }
+    for (let i = 0; i < 50 && (await route(['list', '--control', control])).stdout !== `vm5-vda\t${socket}\t0\n`; i++) await sleep(100);
+    assert.equal((await route(['list', '--control', control])).stdout, `vm5-vda\t${socket}\t0\n`, 'closed streams are no longer counted');
+    const pids = new Set(source.logs.filter((l) => l.msg === 'stream opened').map((l) => l.pid));
+    assert.equal(pids.size, 2, 'the two connections went to both workers');
+    await source.stop();
+    for (const path of [control, socket]) await gone(path);
+  } finally {
+    for (const part of started.reverse()) await part.stop().catch(() => {});
+  }
+});
