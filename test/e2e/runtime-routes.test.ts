@@ -40,6 +40,26 @@ async function startDest(args: string[]): Promise<{ dest: Proxy; port: number }>
 
 const gone = (path: string) => assert.rejects(lstat(path), { code: 'ENOENT' }, `${path} is left behind`);
 
+/** Runs `body` with what it starts pushed on `started`, stopped (last first) whatever happens. */
+async function withParts(body: (started: Array<{ stop(): Promise<void> }>) => Promise<void>): Promise<void> {
+  const started: Array<{ stop(): Promise<void> }> = [];
+  try {
+    await body(started);
+  } finally {
+    for (const part of started.reverse()) await part.stop().catch(() => {});
+  }
+}
+
+/** A case folder with a destination --route-dir in which a counting server plays QEMU for `route`. */
+async function countingCase(name: string, route: string, started: Array<{ stop(): Promise<void> }>) {
+  const dir = await suite.caseDir(name);
+  const qemuDir = join(dir, 'qemu');
+  await mkdir(qemuDir);
+  const target = await startCountingServer(join(qemuDir, `${route}.sock`));
+  started.push({ stop: () => target.close() });
+  return { dir, qemuDir, target };
+}
+
 test('no routes at start: route add two, mirror two disks, remove one while READY (its mirror goes on), add it again elsewhere, list', async () => {
   const dir = await suite.caseDir('runtime');
   const qemuDir = join(dir, 'qemu'); // the destination's --route-dir: QEMU's sockets appear here later
@@ -162,44 +182,28 @@ test('no routes at start: route add two, mirror two disks, remove one while READ
   }
 });
 
-test('SIGHUP re-reads --config: a new allow rule (a route pattern) applies to new streams without a restart; a broken file keeps it', async () => {
-  const dir = await suite.caseDir('reload');
-  const qemuDir = join(dir, 'qemu');
-  await mkdir(qemuDir);
-  const target = await startCountingServer(join(qemuDir, 'vm9-vda.sock'));
-  const destFile = join(dir, 'dest.json');
-  const sourceFile = join(dir, 'source.json');
-  const writeJson = (path: string, value: unknown) => writeFile(path, JSON.stringify(value), { mode: 0o600 });
-  await writeJson(destFile, { routeDir: qemuDir, allow: { 'vm1-*': ['hv1.example.org'] } });
-  const vda = join(dir, 'vm9-vda.sock');
-  const vdb = join(dir, 'vm9-vdb.sock');
-  await writeJson(sourceFile, { route: { 'vm9-vda': vda } });
-  const started: Array<{ stop(): Promise<void> }> = [{ stop: () => target.close() }];
-  /** One connection to the source socket: the destination's answer as the source logs it. */
-  const attempt = async (source: Proxy): Promise<string> => {
-    const seen = source.logs.length;
-    const client = createConnection(vda);
-    client.on('error', () => {});
-    try {
-      const line = await source.waitForLog((l) => source.logs.indexOf(l) >= seen && (l.msg === 'stream opened' || l.msg === 'stream refused by the destination'));
-      return line.msg === 'stream opened' ? 'opened' : String(line.code);
-    } finally {
-      client.destroy();
-    }
-  };
-  try {
+test('SIGHUP re-reads --config: a new allow rule (a route pattern) applies to new streams without a restart; a broken file keeps it', () =>
+  withParts(async (started) => {
+    const { dir, qemuDir, target } = await countingCase('reload', 'vm9-vda', started);
+    const destFile = join(dir, 'dest.json');
+    const sourceFile = join(dir, 'source.json');
+    const writeJson = (path: string, value: unknown) => writeFile(path, JSON.stringify(value), { mode: 0o600 });
+    await writeJson(destFile, { routeDir: qemuDir, allow: { 'vm1-*': ['hv1.example.org'] } });
+    const vda = join(dir, 'vm9-vda.sock');
+    const vdb = join(dir, 'vm9-vdb.sock');
+    await writeJson(sourceFile, { route: { 'vm9-vda': vda } });
     const { dest, port } = await startDest(['--config', destFile]);
     started.push(dest);
     const source = await startProxy(['source', '--connect', `wss://localhost:${port}`, '--config', sourceFile, ...sourceTls()], 'ready');
     started.push(source);
-    assert.equal(await attempt(source), 'not-allowed', 'vm9-* is not allowed yet');
+    assert.equal(await attempt(source, vda), 'not-allowed', 'vm9-* is not allowed yet');
     assert.equal(target.accepts, 0);
 
     await writeJson(destFile, { routeDir: qemuDir, allow: { 'vm1-*': ['hv1.example.org'], 'vm9-*': ['*.example.org'] } });
     dest.child.proc.kill('SIGHUP');
     const reloaded = await dest.waitForLog((l) => l.msg === 'configuration reloaded');
     assert.deepEqual(reloaded.allow, { 'vm1-*': ['hv1.example.org'], 'vm9-*': ['*.example.org'] });
-    assert.equal(await attempt(source), 'opened');
+    assert.equal(await attempt(source, vda), 'opened');
     assert.equal(target.accepts, 1);
 
     // A broken file: an error line naming the key, and the running rules stay.
@@ -207,7 +211,7 @@ test('SIGHUP re-reads --config: a new allow rule (a route pattern) applies to ne
     dest.child.proc.kill('SIGHUP');
     const failed = await dest.waitForLog((l) => l.msg === 'configuration reload failed; keeping the running one');
     assert.match(String(failed.reason), /dest\.json: unknown key 'alow'/);
-    assert.equal(await attempt(source), 'opened');
+    assert.equal(await attempt(source, vda), 'opened');
 
     // The source's file: a route added to it listens after SIGHUP, one removed stops listening.
     await writeJson(sourceFile, { route: { 'vm9-vdb': vdb } });
@@ -215,19 +219,13 @@ test('SIGHUP re-reads --config: a new allow rule (a route pattern) applies to ne
     await source.waitForLog((l) => l.msg === 'configuration reloaded');
     assert.ok((await lstat(vdb)).isSocket());
     await gone(vda);
-  } finally {
-    for (const part of started.reverse()) await part.stop().catch(() => {});
-  }
-});
+  }),
+);
 
-test('source --connections 2: runtime routes are served by the primary, streams counted across the workers', async () => {
-  const dir = await suite.caseDir('workers');
-  const qemuDir = join(dir, 'qemu');
-  await mkdir(qemuDir);
-  const target = await startCountingServer(join(qemuDir, 'vm5-vda.sock'));
-  const control = join(dir, 'control.sock');
-  const started: Array<{ stop(): Promise<void> }> = [{ stop: () => target.close() }];
-  try {
+test('source --connections 2: runtime routes are served by the primary, streams counted across the workers', () =>
+  withParts(async (started) => {
+    const { dir, qemuDir, target } = await countingCase('workers', 'vm5-vda', started);
+    const control = join(dir, 'control.sock');
     const { dest, port } = await startDest(['--route-dir', qemuDir]);
     started.push(dest);
     const source = await startProxy(['source', '--connect', `wss://localhost:${port}`, '--control', control, '--connections', '2', ...sourceTls()], 'ready', 20_000);
@@ -235,20 +233,32 @@ test('source --connections 2: runtime routes are served by the primary, streams 
     const socket = join(dir, 'vm5-vda.sock');
     const added = await route(['add', 'vm5-vda', socket, '--control', control]);
     assert.equal(added.code, 0, added.stderr);
+    const list = async () => (await route(['list', '--control', control])).stdout;
     const clients = [0, 1].map(() => createConnection(socket).on('error', () => {}));
     try {
-      while (target.accepts < 2) await sleep(50);
-      assert.equal((await route(['list', '--control', control])).stdout, `vm5-vda\t${socket}\t2\n`);
+      for (let i = 0; i < 100 && target.accepts < 2; i++) await sleep(50);
+      assert.equal(await list(), `vm5-vda\t${socket}\t2\n`);
     } finally {
       for (const client of clients) client.destroy();
     }
-    for (let i = 0; i < 50 && (await route(['list', '--control', control])).stdout !== `vm5-vda\t${socket}\t0\n`; i++) await sleep(100);
-    assert.equal((await route(['list', '--control', control])).stdout, `vm5-vda\t${socket}\t0\n`, 'closed streams are no longer counted');
+    for (let i = 0; i < 50 && (await list()) !== `vm5-vda\t${socket}\t0\n`; i++) await sleep(100);
+    assert.equal(await list(), `vm5-vda\t${socket}\t0\n`, 'closed streams are no longer counted');
     const pids = new Set(source.logs.filter((l) => l.msg === 'stream opened').map((l) => l.pid));
     assert.equal(pids.size, 2, 'the two connections went to both workers');
     await source.stop();
     for (const path of [control, socket]) await gone(path);
+  }),
+);
+
+/** One connection to a source socket: the destination's answer, as the source logs it. */
+async function attempt(source: Proxy, socket: string): Promise<string> {
+  const seen = source.logs.length;
+  const client = createConnection(socket);
+  client.on('error', () => {});
+  try {
+    const line = await source.waitForLog((l) => source.logs.indexOf(l) >= seen && (l.msg === 'stream opened' || l.msg === 'stream refused by the destination'));
+    return line.msg === 'stream opened' ? 'opened' : String(line.code);
   } finally {
-    for (const part of started.reverse()) await part.stop().catch(() => {});
+    client.destroy();
   }
-});
+}
