@@ -216,7 +216,8 @@ addCommonOptions(
   program
     .command('dest')
     .description('accept the tunnel on one TCP port and connect each stream to its route\'s UNIX socket')
-    .addOption(new Option('--listen <HOST:PORT>', 'address to accept the tunnel on').env('NBD_TUNNEL_LISTEN').makeOptionMandatory())
+    // Required, but it may come from --config: config.ts checks it once the file is read.
+    .addOption(new Option('--listen <HOST:PORT>', 'address to accept the tunnel on (required)').env('NBD_TUNNEL_LISTEN'))
     .addOption(
       new Option('--allow <ROUTE=IDENTITY[,IDENTITY...]>', 'only these client identities (certificate CN or DNS/URI SAN; *.domain) may use ROUTE (repeatable)')
         .argParser(collect)
@@ -253,7 +254,7 @@ addCommonOptions(
   program
     .command('source')
     .description('listen on a UNIX socket per route and carry each connection to the destination')
-    .addOption(new Option('--connect <URL>', 'the destination, as wss://HOST:PORT').env('NBD_TUNNEL_CONNECT').makeOptionMandatory())
+    .addOption(new Option('--connect <URL>', 'the destination, as wss://HOST:PORT (required)').env('NBD_TUNNEL_CONNECT'))
     .addOption(new Option('--servername <NAME>', 'name expected in the destination certificate').env('NBD_TUNNEL_SERVERNAME'))
     .addOption(new Option('--socket-mode <MODE>', 'mode of the route sockets (octal)').default(DEFAULTS.socketMode).env('NBD_TUNNEL_SOCKET_MODE'))
     .addOption(new Option('--socket-group <GROUP>', 'group of the route sockets (QEMU\'s), by name or number').env('NBD_TUNNEL_SOCKET_GROUP'))

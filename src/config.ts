@@ -99,7 +99,7 @@ export interface CommonFlags {
 }
 
 export interface DestFlags extends CommonFlags {
-  listen: string;
+  listen?: string;
   workers: string;
   allow: string[];
   maxSessions: string;
@@ -107,7 +107,7 @@ export interface DestFlags extends CommonFlags {
 }
 
 export interface SourceFlags extends CommonFlags {
-  connect: string;
+  connect?: string;
   servername?: string;
   connections: string;
   socketMode: string;
@@ -134,7 +134,7 @@ const MAX_PROCESSES = 64;
 
 /** `reread`: the flags as SIGHUP should see them (the config file read again); by default the same. */
 export function destConfig(flags: DestFlags, reread: () => DestFlags = () => flags): DestConfig {
-  const { host, port } = parseListen(flags.listen);
+  const { host, port } = parseListen(required('--listen <HOST:PORT>', flags.listen));
   if (flags.insecure && !isLoopback(host)) {
     throw new ConfigError(`--insecure: plain ws:// only on a loopback --listen address, not '${host}'`);
   }
@@ -153,20 +153,21 @@ export function destConfig(flags: DestFlags, reread: () => DestFlags = () => fla
 }
 
 export function sourceConfig(flags: SourceFlags, reread: () => SourceFlags = () => flags): SourceConfig {
+  const connect = required('--connect <URL>', flags.connect);
   let url: URL;
   try {
-    url = new URL(flags.connect);
+    url = new URL(connect);
   } catch {
-    throw new ConfigError(`--connect '${flags.connect}': not a URL; expected wss://HOST:PORT`);
+    throw new ConfigError(`--connect '${connect}': not a URL; expected wss://HOST:PORT`);
   }
   if (flags.insecure) {
     if (url.protocol !== 'ws:' || !isLoopback(url.hostname.replace(/^\[|\]$/g, ''))) {
-      throw new ConfigError(`--insecure: only with --connect ws://LOOPBACK:PORT, not '${flags.connect}'`);
+      throw new ConfigError(`--insecure: only with --connect ws://LOOPBACK:PORT, not '${connect}'`);
     }
   } else if (url.protocol !== 'wss:') {
-    throw new ConfigError(`--connect '${flags.connect}': the scheme must be wss:// (ws:// only with --insecure, on loopback)`);
+    throw new ConfigError(`--connect '${connect}': the scheme must be wss:// (ws:// only with --insecure, on loopback)`);
   }
-  if (!url.port) throw new ConfigError(`--connect '${flags.connect}': give the port, as in wss://HOST:PORT`);
+  if (!url.port) throw new ConfigError(`--connect '${connect}': give the port, as in wss://HOST:PORT`);
   const connections = parseProcesses('--connections', flags.connections);
   const routesOptional = flags.routeDir !== undefined || flags.control !== undefined;
   return {
@@ -234,6 +235,12 @@ function readTls(flags: CommonFlags, pkiRole: 'server' | 'client'): TlsFiles {
   const key = readPem('--key', keyPath);
   refuseWorldReadable('--key', keyPath);
   return { ca, cert, key };
+}
+
+/** A flag commander cannot require itself, since the config file may give it. */
+function required(flag: string, value: string | undefined): string {
+  if (value === undefined) throw new ConfigError(`required option '${flag}' not specified (or give it in --config)`);
+  return value;
 }
 
 /** `orElse`: what else may give routes, when none is given (null: none needed). */

@@ -262,3 +262,36 @@ async function attempt(source: Proxy, socket: string): Promise<string> {
     client.destroy();
   }
 }
+
+test('the CLI with --config and route patterns: the file may give --listen; bad keys and patterns exit 2 with one line', async () => {
+  const dir = await suite.caseDir('cli');
+  const good = join(dir, 'good.json');
+  await writeFile(good, JSON.stringify({ listen: '127.0.0.1:0', routeDir: dir, allow: { 'vm1-*': 'hv1.example.org' } }));
+  const dest = await startProxy(['dest', '--config', good, ...destTls()], 'listening');
+  try {
+    const line = await dest.waitForLog((l) => l.msg === 'listening');
+    assert.equal(line.routeDir, dir);
+    assert.ok(!dest.logs.some((l) => /no --allow given/.test(String(l.msg))), 'the file gave an --allow rule');
+  } finally {
+    await dest.stop();
+  }
+  const bad = join(dir, 'bad.json');
+  await writeFile(bad, JSON.stringify({ listen: '127.0.0.1:0', routeDir: dir, allowed: {} }));
+  const cases: Array<[string[], RegExp]> = [
+    [['dest', '--config', bad, ...destTls()], /^nbd-tunnel: error: --config .*bad\.json: unknown key 'allowed'\n$/],
+    [['dest', '--listen', '127.0.0.1:0', '--route-dir', dir, '--allow', 'vm*-vda=hv1.example.org', ...destTls()], /--allow 'vm\*-vda=hv1\.example\.org': 'vm\*-vda': '\*' may only end the route name/],
+    [['dest', '--listen', '127.0.0.1:0', '--route-dir', join(dir, 'missing'), ...destTls()], /--route-dir .*missing: cannot read: ENOENT/],
+    [['dest', '--route-dir', dir, ...destTls()], /required option '--listen <HOST:PORT>' not specified \(or give it in --config\)/],
+    [['source', '--connect', 'wss://localhost:1', '--control', join(dir, 'c.sock'), '--control-mode', '0660', '--control-mode', '0700', ...sourceTls()], /--control-mode 0700: use 0600/],
+    [['route', 'list'], /required option '--control <SOCKET>' not specified/],
+  ];
+  for (const [args, expected] of cases) {
+    const result = await run(process.execPath, [CLI, ...args], { okCodes: [0, 1, 2] });
+    assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
+    assert.match(result.stderr, expected);
+    assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
+  }
+  const unreachable = await route(['list', '--control', join(dir, 'nobody.sock')]);
+  assert.equal(unreachable.code, 1);
+  assert.match(unreachable.stderr, /^nbd-tunnel: error: --control .*nobody\.sock: does not exist; is the source running with this --control\? \(ENOENT\)\n$/);
+});
