@@ -3,6 +3,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Command, Option } from 'commander';
 import { ConfigError, DEFAULTS, destConfig, sourceConfig, type DestFlags, type SourceFlags } from './config.js';
+import { loadFlags } from './config-file.js';
+import { addRouteCommand } from './control/index.js';
 import { runDest } from './dest/index.js';
 import { createLogger, flushLogs, LOG_LEVELS, type Logger, type LogLevel } from './log.js';
 import { runSource, runSourcePrimary, runSourceWorker } from './source/index.js';
@@ -25,6 +27,12 @@ function addCommonOptions(command: Command): Command {
         .default([])
         .env('NBD_TUNNEL_ROUTE'),
     )
+    .addOption(
+      new Option('--route-dir <DIR>', 'dest: route NAME is DIR/NAME.sock when that socket exists; source: where `route add` puts NAME.sock').env(
+        'NBD_TUNNEL_ROUTE_DIR',
+      ),
+    )
+    .addOption(new Option('--config <FILE>', 'JSON settings, keys as the long flags in camelCase; flags and env win; SIGHUP reads it again').env('NBD_TUNNEL_CONFIG'))
     .addOption(new Option('--ca <FILE>', 'CA certificate (PEM) the peer must be signed by').env('NBD_TUNNEL_CA'))
     .addOption(new Option('--cert <FILE>', 'this side\'s certificate (PEM)').env('NBD_TUNNEL_CERT'))
     .addOption(new Option('--key <FILE>', 'this side\'s private key (PEM)').env('NBD_TUNNEL_KEY'))
@@ -212,7 +220,8 @@ addCommonOptions(
   program
     .command('dest')
     .description('accept the tunnel on one TCP port and connect each stream to its route\'s UNIX socket')
-    .addOption(new Option('--listen <HOST:PORT>', 'address to accept the tunnel on').env('NBD_TUNNEL_LISTEN').makeOptionMandatory())
+    // Required, but it may come from --config: config.ts checks it once the file is read.
+    .addOption(new Option('--listen <HOST:PORT>', 'address to accept the tunnel on (required)').env('NBD_TUNNEL_LISTEN'))
     .addOption(
       new Option('--allow <ROUTE=IDENTITY[,IDENTITY...]>', 'only these client identities (certificate CN or DNS/URI SAN; *.domain) may use ROUTE (repeatable)')
         .argParser(collect)
@@ -230,8 +239,11 @@ addCommonOptions(
         .default(DEFAULTS.processes)
         .env('NBD_TUNNEL_WORKERS'),
     ),
-).action(async (flags: DestFlags) => {
-  const config = buildConfig(() => destConfig({ ...flags, route: splitEnvRoutes(flags.route), allow: splitEnvList(flags.allow, ';') }));
+).action(async (flags: DestFlags, command: Command) => {
+  const config = buildConfig(() => {
+    const loaded = loadFlags(command, { ...flags, route: splitEnvRoutes(flags.route), allow: splitEnvList(flags.allow, ';') });
+    return destConfig(loaded.flags, loaded.reread);
+  });
   await start({
     name: 'dest',
     readyMsg: 'listening',
@@ -246,7 +258,7 @@ addCommonOptions(
   program
     .command('source')
     .description('listen on a UNIX socket per route and carry each connection to the destination')
-    .addOption(new Option('--connect <URL>', 'the destination, as wss://HOST:PORT').env('NBD_TUNNEL_CONNECT').makeOptionMandatory())
+    .addOption(new Option('--connect <URL>', 'the destination, as wss://HOST:PORT (required)').env('NBD_TUNNEL_CONNECT'))
     .addOption(new Option('--servername <NAME>', 'name expected in the destination certificate').env('NBD_TUNNEL_SERVERNAME'))
     .addOption(new Option('--socket-mode <MODE>', 'mode of the route sockets (octal)').default(DEFAULTS.socketMode).env('NBD_TUNNEL_SOCKET_MODE'))
     .addOption(new Option('--socket-group <GROUP>', 'group of the route sockets (QEMU\'s), by name or number').env('NBD_TUNNEL_SOCKET_GROUP'))
@@ -254,9 +266,16 @@ addCommonOptions(
       new Option('--connections <N>', 'tunnel connections, each in its own process; QEMU connections are spread across them')
         .default(DEFAULTS.processes)
         .env('NBD_TUNNEL_CONNECTIONS'),
-    ),
+    )
+    .addOption(new Option('--control <SOCKET>', 'serve `nbd-tunnel route add|remove|list` on this local UNIX socket').env('NBD_TUNNEL_CONTROL'))
+    .addOption(new Option('--control-mode <MODE>', 'mode of the control socket (0600: owner only)').default(DEFAULTS.controlMode).env('NBD_TUNNEL_CONTROL_MODE')),
 ).action(async (flags: SourceFlags, command: Command) => {
-  const config = buildConfig(() => sourceConfig({ ...flags, route: splitEnvRoutes(flags.route) }));
+  let explicitLogLevel = command.getOptionValueSource('logLevel') !== 'default';
+  const config = buildConfig(() => {
+    const loaded = loadFlags(command, { ...flags, route: splitEnvRoutes(flags.route) });
+    explicitLogLevel ||= loaded.fromFile.has('logLevel');
+    return sourceConfig(loaded.flags, loaded.reread);
+  });
   await start({
     name: 'source',
     readyMsg: 'ready',
@@ -265,7 +284,7 @@ addCommonOptions(
     processes: config.connections,
     progressView:
       config.logFormat === 'auto' &&
-      command.getOptionValueSource('logLevel') === 'default' &&
+      !explicitLogLevel &&
       process.stdout.isTTY === true &&
       config.connections === 1,
     run: (log) => runSource(config, log),
@@ -273,6 +292,8 @@ addCommonOptions(
     runPrimary: (log, supervisor) => runSourcePrimary(config, log, () => supervisor.pick()),
   });
 });
+
+addRouteCommand(program, fail);
 
 program
   .command('status')

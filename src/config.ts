@@ -1,17 +1,17 @@
-// One typed, validated config object per role. Precedence: flags > NBD_TUNNEL_* env > defaults
-// (commander applies the first two; this file checks values and reads files).
+// One typed, validated config object per role. Precedence: flags > NBD_TUNNEL_* env > --config
+// file > defaults (commander applies the first two, config-file.ts the third; this file checks
+// values and reads files).
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { patternProblem } from './dest/index.js';
-import type { Logger, LogLevel } from './log.js';
+import { LOG_LEVELS, type Logger, type LogLevel } from './log.js';
+import { identityPatternProblem, routeNameProblem, routePatternProblem, socketPathProblem } from './routes/index.js';
 import {
   DEFAULT_KEEPALIVE_INTERVAL_MS,
   DEFAULT_KEEPALIVE_TIMEOUT_MS,
   DEFAULT_MAX_STREAMS,
   DEFAULT_STREAM_WINDOW,
   INITIAL_STREAM_WINDOW,
-  ROUTE_NAME,
   type SessionOptions,
 } from './tunnel/index.js';
 
@@ -27,12 +27,14 @@ export interface TlsFiles {
 }
 
 export interface CommonConfig {
-  /** Route name to UNIX socket path. */
+  /** Route name to UNIX socket path: --route and the config file's `route`. */
   routes: Map<string, string>;
+  /** --route-dir: route NAME is DIR/NAME.sock (dest: when it exists; source: the default for `route add`). */
+  routeDir: string | undefined;
+  /** --config: the file SIGHUP reads again. */
+  configFile: string | undefined;
   /** undefined with --insecure (plain ws:// on loopback). */
   tls: TlsFiles | undefined;
-  /** Reads the certificate files again (SIGHUP); throws ConfigError as at start. */
-  reloadTls(): TlsFiles | undefined;
   token: string | undefined;
   logLevel: LogLevel;
   /** 'auto': on a terminal, without an explicit --log-level, the source shows progress bars. */
@@ -47,6 +49,8 @@ export interface CommonConfig {
 }
 
 export interface DestConfig extends CommonConfig {
+  /** Builds the config again from the flags and the files (SIGHUP); throws ConfigError as at start. */
+  reload(): DestConfig;
   host: string;
   port: number;
   /** Processes serving the port; each tunnel connection is served by one of them. */
@@ -59,17 +63,22 @@ export interface DestConfig extends CommonConfig {
 }
 
 export interface SourceConfig extends CommonConfig {
+  reload(): SourceConfig;
   url: string;
   servername: string | undefined;
   /** Tunnel connections (one process each); QEMU connections are spread across them. */
   connections: number;
   /** Mode and group of the route sockets QEMU connects to. */
   socketAccess: { mode: number; gid: number | undefined };
+  /** --control: the local socket `nbd-tunnel route` talks to, and its mode. */
+  control: { path: string; mode: number } | undefined;
 }
 
 /** Raw option values as commander hands them over. */
 export interface CommonFlags {
   route: string[];
+  routeDir?: string;
+  config?: string;
   ca?: string;
   cert?: string;
   key?: string;
@@ -90,7 +99,7 @@ export interface CommonFlags {
 }
 
 export interface DestFlags extends CommonFlags {
-  listen: string;
+  listen?: string;
   workers: string;
   allow: string[];
   maxSessions: string;
@@ -98,11 +107,13 @@ export interface DestFlags extends CommonFlags {
 }
 
 export interface SourceFlags extends CommonFlags {
-  connect: string;
+  connect?: string;
   servername?: string;
   connections: string;
   socketMode: string;
   socketGroup?: string;
+  control?: string;
+  controlMode: string;
 }
 
 export const DEFAULTS = {
@@ -114,58 +125,67 @@ export const DEFAULTS = {
   drainTimeout: '30',
   processes: '1',
   socketMode: '0660',
+  controlMode: '0600',
   maxSessions: '64',
   handshakeTimeout: '10',
 };
 
 const MAX_PROCESSES = 64;
 
-const UNIX_PATH_MAX = 107; // sun_path is 108 bytes with the terminating NUL
-
-export function destConfig(flags: DestFlags): DestConfig {
-  const { host, port } = parseListen(flags.listen);
+/** `reread`: the flags as SIGHUP should see them (the config file read again); by default the same. */
+export function destConfig(flags: DestFlags, reread: () => DestFlags = () => flags): DestConfig {
+  const { host, port } = parseListen(required('--listen <HOST:PORT>', flags.listen));
   if (flags.insecure && !isLoopback(host)) {
     throw new ConfigError(`--insecure: plain ws:// only on a loopback --listen address, not '${host}'`);
   }
   const workers = parseProcesses('--workers', flags.workers);
-  const common = commonConfig(flags, workers, '--workers', 'server');
+  const common = commonConfig(flags, workers, '--workers', 'server', '--route-dir DIR');
   return {
     ...common,
+    reload: () => destConfig(reread(), reread),
     host,
     port,
     workers,
-    allow: parseAllow(flags.allow, common.routes),
+    allow: parseAllow(flags.allow, common.routes, common.routeDir),
     maxSessions: parsePositiveInt('--max-sessions', flags.maxSessions),
     upgradeTimeoutMs: parseSeconds('--handshake-timeout', flags.handshakeTimeout),
   };
 }
 
-export function sourceConfig(flags: SourceFlags): SourceConfig {
+export function sourceConfig(flags: SourceFlags, reread: () => SourceFlags = () => flags): SourceConfig {
+  const connect = required('--connect <URL>', flags.connect);
   let url: URL;
   try {
-    url = new URL(flags.connect);
+    url = new URL(connect);
   } catch {
-    throw new ConfigError(`--connect '${flags.connect}': not a URL; expected wss://HOST:PORT`);
+    throw new ConfigError(`--connect '${connect}': not a URL; expected wss://HOST:PORT`);
   }
   if (flags.insecure) {
     if (url.protocol !== 'ws:' || !isLoopback(url.hostname.replace(/^\[|\]$/g, ''))) {
-      throw new ConfigError(`--insecure: only with --connect ws://LOOPBACK:PORT, not '${flags.connect}'`);
+      throw new ConfigError(`--insecure: only with --connect ws://LOOPBACK:PORT, not '${connect}'`);
     }
   } else if (url.protocol !== 'wss:') {
-    throw new ConfigError(`--connect '${flags.connect}': the scheme must be wss:// (ws:// only with --insecure, on loopback)`);
+    throw new ConfigError(`--connect '${connect}': the scheme must be wss:// (ws:// only with --insecure, on loopback)`);
   }
-  if (!url.port) throw new ConfigError(`--connect '${flags.connect}': give the port, as in wss://HOST:PORT`);
+  if (!url.port) throw new ConfigError(`--connect '${connect}': give the port, as in wss://HOST:PORT`);
   const connections = parseProcesses('--connections', flags.connections);
+  const routesOptional = flags.routeDir !== undefined || flags.control !== undefined;
   return {
-    ...commonConfig(flags, connections, '--connections', 'client'),
+    ...commonConfig(flags, connections, '--connections', 'client', routesOptional ? null : '--route-dir DIR or --control SOCKET'),
+    reload: () => sourceConfig(reread(), reread),
     url: url.toString(),
     servername: flags.servername,
     connections,
-    socketAccess: { mode: parseMode('--socket-mode', flags.socketMode), gid: flags.socketGroup === undefined ? undefined : parseGroup(flags.socketGroup) },
+    socketAccess: { mode: parseMode('--socket-mode', flags.socketMode), gid: flags.socketGroup === undefined ? undefined : parseGroup('--socket-group', flags.socketGroup) },
+    control: flags.control === undefined ? undefined : { path: socketPath('--control', flags.control), mode: parseControlMode(flags.controlMode) },
   };
 }
 
-function commonConfig(flags: CommonFlags, processes: number, processFlag: string, pkiRole: 'server' | 'client'): CommonConfig {
+/**
+ * `routesOr`: what may stand in for --route (null: nothing is needed); a --route-dir alone also
+ * does, on both sides.
+ */
+function commonConfig(flags: CommonFlags, processes: number, processFlag: string, pkiRole: 'server' | 'client', routesOr: string | null): CommonConfig {
   if (flags.metrics !== undefined && processes > 1) {
     throw new ConfigError(`--metrics: not available with ${processFlag} above 1 yet (each process would need its own port)`);
   }
@@ -175,10 +195,14 @@ function commonConfig(flags: CommonFlags, processes: number, processFlag: string
   if (streamWindow < INITIAL_STREAM_WINDOW || streamWindow > 0xffffffff) {
     throw new ConfigError(`--stream-window ${flags.streamWindow}: must be between 256K and 4G-1`);
   }
+  if (!(LOG_LEVELS as readonly string[]).includes(flags.logLevel)) throw new ConfigError(`--log-level '${flags.logLevel}': expected one of ${LOG_LEVELS.join(', ')}`);
+  if (flags.logFormat !== 'auto' && flags.logFormat !== 'json') throw new ConfigError(`--log-format '${flags.logFormat}': expected auto or json`);
+  const routeDir = flags.routeDir === undefined ? undefined : parseRouteDir(flags.routeDir);
   return {
-    routes: parseRoutes(flags.route),
+    routes: parseRoutes(flags.route, routeDir !== undefined || routesOr === null ? null : routesOr),
+    routeDir,
+    configFile: flags.config,
     tls: flags.insecure ? undefined : readTls(flags, pkiRole),
-    reloadTls: () => (flags.insecure ? undefined : readTls(flags, pkiRole)),
     token: flags.tokenFile === undefined ? undefined : readToken(flags.tokenFile),
     logLevel: flags.logLevel,
     logFormat: flags.logFormat,
@@ -213,26 +237,48 @@ function readTls(flags: CommonFlags, pkiRole: 'server' | 'client'): TlsFiles {
   return { ca, cert, key };
 }
 
-export function parseRoutes(values: string[]): Map<string, string> {
-  if (values.length === 0) throw new ConfigError('--route: give at least one, as NAME=SOCKET');
+/** A flag commander cannot require itself, since the config file may give it. */
+function required(flag: string, value: string | undefined): string {
+  if (value === undefined) throw new ConfigError(`required option '${flag}' not specified (or give it in --config)`);
+  return value;
+}
+
+/** `orElse`: what else may give routes, when none is given (null: none needed). */
+export function parseRoutes(values: string[], orElse: string | null): Map<string, string> {
+  if (values.length === 0 && orElse !== null) throw new ConfigError(`--route: give at least one, as NAME=SOCKET, or ${orElse}`);
   const routes = new Map<string, string>();
   for (const value of values) {
     const eq = value.indexOf('=');
     if (eq < 0) throw new ConfigError(`--route '${value}': expected NAME=SOCKET`);
     const name = value.slice(0, eq);
     const socket = value.slice(eq + 1);
-    if (!ROUTE_NAME.test(name)) {
-      throw new ConfigError(`--route '${value}': route name must match ${ROUTE_NAME.source}`);
-    }
+    const badName = routeNameProblem(name);
+    if (badName) throw new ConfigError(`--route '${value}': ${badName}`);
     if (socket === '') throw new ConfigError(`--route '${value}': the socket path is empty`);
-    const path = resolve(socket);
-    if (Buffer.byteLength(path) > UNIX_PATH_MAX) {
-      throw new ConfigError(`--route '${value}': socket path is longer than ${UNIX_PATH_MAX} bytes`);
-    }
     if (routes.has(name)) throw new ConfigError(`--route '${value}': route '${name}' is given twice`);
-    routes.set(name, path);
+    routes.set(name, socketPath(`--route '${value}'`, socket));
   }
   return routes;
+}
+
+/** An absolute socket path that fits in sun_path. */
+function socketPath(flag: string, value: string): string {
+  const path = resolve(value);
+  const problem = socketPathProblem(path);
+  if (problem) throw new ConfigError(`${flag}: ${problem}`);
+  return path;
+}
+
+function parseRouteDir(value: string): string {
+  const dir = resolve(value);
+  let isDir = false;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch (error) {
+    throw new ConfigError(`--route-dir ${dir}: cannot read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  if (!isDir) throw new ConfigError(`--route-dir ${dir}: not a directory`);
+  return dir;
 }
 
 export function parseListen(value: string, flag = '--listen'): { host: string; port: number } {
@@ -263,17 +309,25 @@ function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
-function parseAllow(values: string[], routes: ReadonlyMap<string, string>): Map<string, string[]> | undefined {
+/**
+ * ROUTE=IDENTITY[,IDENTITY...], ROUTE a route name or a prefix ending in `*`. An exact name must
+ * be a --route unless --route-dir may bring it.
+ */
+function parseAllow(values: string[], routes: ReadonlyMap<string, string>, routeDir: string | undefined): Map<string, string[]> | undefined {
   if (values.length === 0) return undefined;
   const allow = new Map<string, string[]>();
   for (const value of values) {
     const eq = value.indexOf('=');
     const route = value.slice(0, eq);
-    if (eq < 0 || !ROUTE_NAME.test(route)) throw new ConfigError(`--allow '${value}': expected ROUTE=IDENTITY[,IDENTITY...]`);
-    if (!routes.has(route)) throw new ConfigError(`--allow '${value}': route '${route}' is not given with --route`);
+    if (eq < 0 || route === '') throw new ConfigError(`--allow '${value}': expected ROUTE=IDENTITY[,IDENTITY...] (ROUTE may end in *, as in vm1-*)`);
+    const badRoute = routePatternProblem(route);
+    if (badRoute) throw new ConfigError(`--allow '${value}': ${badRoute}`);
+    if (!route.endsWith('*') && routeDir === undefined && !routes.has(route)) {
+      throw new ConfigError(`--allow '${value}': route '${route}' is not given with --route`);
+    }
     const identities = value.slice(eq + 1).split(',').map((i) => i.trim());
     for (const identity of identities) {
-      const problem = patternProblem(identity);
+      const problem = identityPatternProblem(identity);
       if (problem) throw new ConfigError(`--allow '${value}': ${problem}`);
     }
     allow.set(route, [...(allow.get(route) ?? []), ...identities]);
@@ -281,15 +335,22 @@ function parseAllow(values: string[], routes: ReadonlyMap<string, string>): Map<
   return allow;
 }
 
-function parseMode(flag: string, value: string): number {
+export function parseMode(flag: string, value: string): number {
   if (!/^0?[0-7]{3}$/.test(value)) throw new ConfigError(`${flag} '${value}': expected an octal mode such as 0660`);
   const mode = parseInt(value, 8);
   if (mode & 0o007) throw new ConfigError(`${flag} ${value}: other users must not reach the sockets; use 0660 or stricter`);
   return mode;
 }
 
+/** The control socket adds and removes listeners: owner and group at most, no execute bits. */
+function parseControlMode(value: string): number {
+  const mode = parseMode('--control-mode', value);
+  if (mode & 0o111) throw new ConfigError(`--control-mode ${value}: use 0600 (owner only, the default) or 0660`);
+  return mode;
+}
+
 /** A group name (from /etc/group) or number. */
-function parseGroup(value: string): number {
+export function parseGroup(flag: string, value: string): number {
   if (/^\d+$/.test(value)) return Number(value);
   let groups = '';
   try {
@@ -298,7 +359,7 @@ function parseGroup(value: string): number {
     // fall through to "no such group"
   }
   const line = groups.split('\n').find((l) => l.split(':')[0] === value);
-  if (!line) throw new ConfigError(`--socket-group '${value}': no such group in /etc/group (give a name or a number)`);
+  if (!line) throw new ConfigError(`${flag} '${value}': no such group in /etc/group (give a name or a number)`);
   return Number(line.split(':')[2]);
 }
 
@@ -363,19 +424,23 @@ function readToken(path: string): string {
 }
 
 /**
- * SIGHUP: read the certificate files again and hand them to `apply`; a file that fails the checks
- * keeps the current certificates. Returns the function that stops listening for SIGHUP.
+ * SIGHUP: build the configuration again (the config file and the certificate files read again)
+ * and hand it to `apply`; a file that fails the checks keeps the running configuration, with an
+ * error line. Returns the function that stops listening for SIGHUP.
  */
-export function reloadOnHangup(config: CommonConfig, apply: (tls: TlsFiles) => void, log: Logger, applied: string): () => void {
+export function reloadOnHangup<T extends CommonConfig & { reload(): T }>(config: T, apply: (next: T) => void, log: Logger): () => void {
+  let current = config;
   const onHangup = (): void => {
+    let next: T;
     try {
-      const tls = config.reloadTls();
-      if (!tls) return; // --insecure: no certificates
-      apply(tls);
-      log.info(applied);
+      next = current.reload();
     } catch (error) {
-      log.error({ reason: (error as Error).message }, 'certificate reload failed; keeping the current ones');
+      const msg = current.configFile ? 'configuration reload failed; keeping the running one' : 'certificate reload failed; keeping the current ones';
+      log.error({ reason: (error as Error).message, config: current.configFile }, msg);
+      return;
     }
+    current = next;
+    apply(next);
   };
   process.on('SIGHUP', onHangup);
   return () => process.off('SIGHUP', onHangup);

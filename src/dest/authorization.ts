@@ -1,8 +1,10 @@
-// --allow ROUTE=IDENTITY[,IDENTITY...]: which client identities may use which route. An identity is
-// the client certificate's subject CN or one of its DNS/URI subject alternative names; a pattern
-// may use `*` as its whole leftmost label (`*.hv.example.org` matches exactly one label there).
+// --allow ROUTE=IDENTITY[,IDENTITY...]: which client identities may use which route. ROUTE is a
+// route name or a prefix ending in `*` (`vm1-*`). An identity is the client certificate's subject
+// CN or one of its DNS/URI subject alternative names; a pattern may use `*` as its whole leftmost
+// label (`*.hv.example.org` matches exactly one label there).
+import { routeMatches } from '../routes/index.js';
 
-/** Route name → identity patterns; undefined: no --allow given, every authenticated client may use every route. */
+/** Route pattern → identity patterns; undefined: no --allow given, every authenticated client may use every route. */
 export type Allowlist = ReadonlyMap<string, readonly string[]> | undefined;
 
 /** The names a client certificate carries, from tls.PeerCertificate fields. */
@@ -23,19 +25,12 @@ function matches(pattern: string, identity: string): boolean {
   return lower.endsWith(rest) && lower.length > rest.length && !lower.slice(0, -rest.length).includes('.');
 }
 
+/** Allowed when any rule whose route pattern covers `route` names one of the identities. */
 export function isAllowed(allow: Allowlist, route: string, identities: readonly string[]): boolean {
   if (!allow) return true;
-  const patterns = allow.get(route) ?? [];
-  return patterns.some((pattern) => identities.some((identity) => matches(pattern, identity)));
-}
-
-/** Checks a pattern's shape; returns why it is malformed, or null. */
-export function patternProblem(pattern: string): string | null {
-  if (pattern === '') return 'an identity is empty';
-  const labels = pattern.split('.');
-  if (labels.slice(1).some((l) => l.includes('*')) || (labels[0].includes('*') && labels[0] !== '*')) {
-    return `'${pattern}': '*' may only be the whole leftmost label, as in *.hv.example.org`;
+  for (const [routePattern, patterns] of allow) {
+    if (!routeMatches(routePattern, route)) continue;
+    if (patterns.some((pattern) => identities.some((identity) => matches(pattern, identity)))) return true;
   }
-  if (labels[0] === '*' && labels.length < 3) return `'${pattern}': a wildcard needs at least two labels after it`;
-  return null;
+  return false;
 }

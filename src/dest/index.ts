@@ -5,9 +5,8 @@ import { Registry, startMetrics } from '../metrics/index.js';
 import { isResumeRequest, openDeadlineMs, ProtocolError, TunnelServer, type Session } from '../tunnel/index.js';
 import { workerName } from '../workers.js';
 import { createAdmission } from './admission.js';
-import { handleStream } from './stream-handler.js';
-
-export { patternProblem } from './authorization.js';
+import { RouteTable } from './route-table.js';
+import { handleStream, type Policy } from './stream-handler.js';
 
 export interface RunningDest {
   /** Fields of the "listening" line. */
@@ -20,6 +19,9 @@ export interface RunningDest {
 
 export async function runDest(config: DestConfig, log: Logger): Promise<RunningDest> {
   const sessions = new Set<Session>();
+  // Read when a stream opens; SIGHUP with --config replaces it (and the limits below) for what comes next.
+  let policy: Policy = { routes: new RouteTable(config.routes, config.routeDir), allow: config.allow };
+  let maxSessions = config.maxSessions;
   const admission = createAdmission(config.token);
   const server = new TunnelServer({
     host: config.host,
@@ -27,7 +29,7 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
     tls: config.tls,
     // A resume brings back a session already counted.
     admit: (request, socket) =>
-      sessions.size >= config.maxSessions && !isResumeRequest(request)
+      sessions.size >= maxSessions && !isResumeRequest(request)
         ? { ok: false, status: 503, reason: `the destination already serves ${sessions.size} sessions, its limit (--max-sessions)` }
         : admission(request, socket),
     upgradeTimeoutMs: config.upgradeTimeoutMs,
@@ -54,7 +56,7 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
     sessionLog.info({ resumable: session.resumable }, 'session opened');
     session.on('stream', (stream) => {
       const streamLog = sessionLog.child({ stream: stream.id });
-      const context = { routes: config.routes, allow: config.allow, session: info.id, peer, observation, openDeadlineMs: openDeadlineMs(session) };
+      const context = { policy: () => policy, session: info.id, peer, observation, openDeadlineMs: openDeadlineMs(session) };
       handleStream(stream, context, streamLog).catch((error: Error) => {
         streamLog.error({ reason: error.message }, 'stream failed: internal error');
         stream.destroy();
@@ -72,7 +74,18 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
   const address = await server.listen().catch((error: NodeJS.ErrnoException) => {
     throw new Error(`--listen ${config.host}:${config.port}: cannot listen: ${error.code ?? error.message}`);
   });
-  const stopReload = reloadOnHangup(config, (tls) => server.setTls(tls), log, 'certificates reloaded; new connections use them');
+  const stopReload = reloadOnHangup(
+    config,
+    (next) => {
+      if (next.tls) server.setTls(next.tls);
+      policy = { routes: new RouteTable(next.routes, next.routeDir), allow: next.allow };
+      maxSessions = next.maxSessions;
+      Object.assign(config.session, next.session); // the server reads it for each new session
+      if (next.tls) log.info('certificates reloaded; new connections use them');
+      if (next.configFile) log.info({ config: next.configFile, routes: Object.fromEntries(next.routes), allow: mapObject(next.allow) }, 'configuration reloaded');
+    },
+    log,
+  );
   const metrics = await startMetrics(config.metrics, registry, 'dest').catch(async (error: Error) => {
     await server.close();
     throw error;
@@ -83,7 +96,7 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
     for (const session of sessions) session.goAway();
   };
   return {
-    readyFields: { host: address.address, port: address.port, routes: Object.fromEntries(config.routes), ...metrics.fields },
+    readyFields: { host: address.address, port: address.port, routes: Object.fromEntries(config.routes), routeDir: config.routeDir, ...metrics.fields },
     stopAccepting,
     openStreams: () => [...sessions].reduce((n, session) => n + session.streamCount, 0),
     async close() {
@@ -96,3 +109,5 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
     },
   };
 }
+
+const mapObject = (map: ReadonlyMap<string, unknown> | undefined) => (map ? Object.fromEntries(map) : undefined);

@@ -1,20 +1,7 @@
-// Resolves a stream's route against the allowlist and connects to its UNIX socket.
+// Connects to a route's UNIX socket on the destination, with errno-specific messages.
 import { createConnection, type IpcNetConnectOpts, type Socket } from 'node:net';
 import type { DuplexOptions } from 'node:stream';
-import { LOCAL_HIGH_WATER_MARK, ROUTE_NAME } from '../tunnel/index.js';
-
-export type Resolution = { ok: true; path: string } | { ok: false; code: string; message: string };
-
-export function resolveRoute(routes: ReadonlyMap<string, string>, route: string): Resolution {
-  if (!ROUTE_NAME.test(route)) {
-    return { ok: false, code: 'bad-route', message: `route name ${JSON.stringify(route.slice(0, 140))} is not valid` };
-  }
-  const path = routes.get(route);
-  if (path === undefined) {
-    return { ok: false, code: 'unknown-route', message: `route '${route}' is not configured on the destination` };
-  }
-  return { ok: true, path };
-}
+import { LOCAL_HIGH_WATER_MARK } from '../tunnel/index.js';
 
 export class ConnectError extends Error {
   constructor(

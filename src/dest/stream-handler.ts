@@ -3,12 +3,18 @@ import type { Logger } from '../log.js';
 import { observedRelay, type Observation } from '../metrics/index.js';
 import { encodeMessage, parseOpenRequest, readMessage, StreamError, type PeerInfo, type Stream } from '../tunnel/index.js';
 import { isAllowed, type Allowlist } from './authorization.js';
-import { ConnectError, connectRouteSocket, resolveRoute } from './route-socket.js';
+import { ConnectError, connectRouteSocket } from './route-socket.js';
+import type { RouteTable } from './route-table.js';
+
+/** Routes and --allow rules as configured when a stream opens (a reload replaces them). */
+export interface Policy {
+  routes: RouteTable;
+  allow: Allowlist;
+}
 
 /** What a stream's handler knows of its session and the destination's configuration. */
 export interface StreamContext {
-  routes: ReadonlyMap<string, string>;
-  allow: Allowlist;
+  policy(): Policy;
   session: number;
   peer: PeerInfo;
   observation: Observation;
@@ -17,7 +23,7 @@ export interface StreamContext {
 }
 
 export async function handleStream(stream: Stream, context: StreamContext, log: Logger): Promise<void> {
-  const { routes, session, observation, peer } = context;
+  const { session, observation, peer } = context;
   const refuse = (streamLog: Logger, code: string, message: string): void => {
     observation.registry.refused(code);
     refuseStream(stream, streamLog, code, message);
@@ -31,12 +37,13 @@ export async function handleStream(stream: Stream, context: StreamContext, log: 
     refuse(log, 'bad-open-request', (error as Error).message);
     return;
   }
-  const resolution = resolveRoute(routes, route);
+  const policy = context.policy();
+  const resolution = await policy.routes.resolve(route);
   if (!resolution.ok) {
     refuse(log.child({ route }), resolution.code, resolution.message);
     return;
   }
-  if (!isAllowed(context.allow, route, peer.identities)) {
+  if (!isAllowed(policy.allow, route, peer.identities)) {
     refuse(log.child({ route }), 'not-allowed', `client '${peer.identity}' is not allowed to use route '${route}'`);
     return;
   }

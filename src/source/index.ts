@@ -1,14 +1,15 @@
 // The source proxy: a UNIX socket per route, every connection a stream on a tunnel session.
 // Alone, one process listens and tunnels. With --connections N, the primary listens and hands
 // each accepted connection to one of N workers, each holding its own tunnel connection.
-import type { Server, Socket } from 'node:net';
+import type { Worker } from 'node:cluster';
+import type { Socket } from 'node:net';
 import { reloadOnHangup, type SourceConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import { Registry, startMetrics } from '../metrics/index.js';
 import type { StatusDocument } from '../status/index.js';
 import { handleConnection } from './connection-handler.js';
 import { Connector } from './connector.js';
-import { clearStaleSocket, closeRoute, listenRoute, removeRouteSocket } from './route-listener.js';
+import { listenRoutes } from './listening.js';
 
 export interface Running {
   /** Fields of the "ready" line. */
@@ -29,25 +30,37 @@ export type Dispatch = (socket: Socket, route: string) => void;
 interface HandOver {
   type: 'nbd-tunnel-connection';
   route: string;
+  /** Named again in the worker's Closed message, so the primary can count open streams per route. */
+  id: number;
 }
 
-const readyFields = (config: SourceConfig) => ({ url: config.url, routes: Object.fromEntries(config.routes) });
+/** A worker's word that a handed-over connection has closed. */
+interface Closed {
+  type: 'nbd-tunnel-connection-closed';
+  id: number;
+}
 
 /** One process: listens and tunnels. */
 export async function runSource(config: SourceConfig, log: Logger): Promise<Running> {
   const tunnel = startTunnel(config, log);
   try {
-    const listening = await listenAll(config, tunnel.dispatch);
+    const listening = await listenRoutes(config, log, (socket, route, done) => {
+      socket.once('close', done);
+      tunnel.dispatch(socket, route);
+    });
+    const stopReload = reloadOnHangup(config, (next) => (tunnel.apply(next), listening.apply(next)), log);
     const metrics = await startMetrics(config.metrics, tunnel.registry, 'source').catch(async (error: Error) => {
+      stopReload();
       await listening.close();
       throw error;
     });
     return {
-      readyFields: { ...readyFields(config), ...metrics.fields },
+      readyFields: { ...listening.readyFields(), ...metrics.fields },
       status: () => ({ role: 'source', pid: process.pid, ...tunnel.registry.status() }),
       stopAccepting: listening.stopAccepting,
       openStreams: tunnel.openStreams,
       async close() {
+        stopReload();
         await metrics.close();
         await Promise.all([tunnel.stop(), listening.close()]);
       },
@@ -61,18 +74,24 @@ export async function runSource(config: SourceConfig, log: Logger): Promise<Runn
 /** A worker: tunnels the connections the primary hands over. */
 export async function runSourceWorker(config: SourceConfig, log: Logger): Promise<Running> {
   const tunnel = startTunnel(config, log);
+  const stopReload = reloadOnHangup(config, tunnel.apply, log);
   const onMessage = (message: HandOver, handle: unknown): void => {
     if (message?.type !== 'nbd-tunnel-connection' || !handle) return;
     const socket = handle as Socket; // a net.Socket: the only handle the primary sends
     socket.allowHalfOpen = true; // QEMU may half-close; the reply direction must still drain
+    socket.once('close', () => {
+      const closed: Closed = { type: 'nbd-tunnel-connection-closed', id: message.id };
+      if (process.connected) process.send?.(closed);
+    });
     tunnel.dispatch(socket, message.route);
   };
   process.on('message', onMessage);
   return {
-    readyFields: readyFields(config),
+    readyFields: { url: config.url },
     stopAccepting: () => process.off('message', onMessage),
     openStreams: tunnel.openStreams,
     async close() {
+      stopReload();
       process.off('message', onMessage);
       await tunnel.stop();
     },
@@ -80,25 +99,61 @@ export async function runSourceWorker(config: SourceConfig, log: Logger): Promis
 }
 
 /** The primary with workers: listens, and sends each connection to the worker `pick` names. */
-export async function runSourcePrimary(
-  config: SourceConfig,
-  log: Logger,
-  pick: () => { send(message: HandOver, socket: Socket): unknown } | null,
-): Promise<Running> {
-  const listening = await listenAll(config, (socket, route) => {
+export async function runSourcePrimary(config: SourceConfig, log: Logger, pick: () => Worker | null): Promise<Running> {
+  const handedOver = new Map<number, { worker: Worker; done: () => void }>();
+  const watched = new WeakSet<Worker>();
+  let lastId = 0;
+  const finish = (id: number): void => {
+    handedOver.get(id)?.done();
+    handedOver.delete(id);
+  };
+  // A worker reports each connection's end; one that died took its connections with it.
+  const watch = (worker: Worker): void => {
+    if (watched.has(worker)) return;
+    watched.add(worker);
+    worker.on('message', (message: Closed) => message?.type === 'nbd-tunnel-connection-closed' && finish(message.id));
+    worker.once('exit', () => {
+      for (const [id, handed] of handedOver) if (handed.worker === worker) finish(id);
+    });
+  };
+  const listening = await listenRoutes(config, log, (socket, route, done) => {
     const worker = pick();
     if (!worker) {
       log.error({ route }, 'stream refused: no worker is running');
       socket.destroy();
+      done();
       return;
     }
-    worker.send({ type: 'nbd-tunnel-connection', route }, socket);
+    watch(worker);
+    const handOver: HandOver = { type: 'nbd-tunnel-connection', route, id: ++lastId };
+    handedOver.set(handOver.id, { worker, done });
+    worker.send(handOver, socket);
   });
+  // SIGHUP: the primary reloads its routes; the supervisor passes the signal on to the workers.
+  const stopReload = reloadOnHangup(config, listening.apply, log);
   // The workers drain themselves when the supervisor stops them.
-  return { readyFields: readyFields(config), stopAccepting: listening.stopAccepting, openStreams: () => 0, close: () => listening.close() };
+  return {
+    readyFields: listening.readyFields(),
+    stopAccepting: listening.stopAccepting,
+    openStreams: () => 0,
+    async close() {
+      stopReload();
+      await listening.close();
+    },
+  };
 }
 
-function startTunnel(config: SourceConfig, log: Logger): { dispatch: Dispatch; registry: Registry; openStreams(): number; stop(): Promise<void> } {
+interface Tunnel {
+  dispatch: Dispatch;
+  registry: Registry;
+  openStreams(): number;
+  /** SIGHUP: certificates for the next connection, limits for the next session. */
+  apply(next: SourceConfig): void;
+  /** Closes the sessions with GoAway; settles once they are gone (≤ 1 s). */
+  stop(): Promise<void>;
+}
+
+function startTunnel(config: SourceConfig, log: Logger): Tunnel {
   const registry = new Registry();
   const observation = { registry, inspect: config.inspect };
   const connector = new Connector(
@@ -107,7 +162,6 @@ function startTunnel(config: SourceConfig, log: Logger): { dispatch: Dispatch; r
     registry,
   );
   connector.start();
-  const stopReload = reloadOnHangup(config, (tls) => connector.setTls(tls), log, 'certificates reloaded; the next connection uses them');
   return {
     registry,
     openStreams: () => connector.openStreams,
@@ -116,36 +170,12 @@ function startTunnel(config: SourceConfig, log: Logger): { dispatch: Dispatch; r
         log.error({ route, reason: error.message }, 'stream failed: internal error');
         socket.destroy();
       }),
-    stop: () => {
-      stopReload();
-      return connector.stop();
+    apply(next) {
+      Object.assign(config.session, next.session); // the connector reads it for each new session
+      if (!next.tls) return;
+      connector.setTls(next.tls);
+      log.info('certificates reloaded; the next connection uses them');
     },
+    stop: () => connector.stop(),
   };
-}
-
-/** Frees every route's path, listens on it, and on close stops listening and removes the files. */
-async function listenAll(config: SourceConfig, dispatch: Dispatch): Promise<{ stopAccepting(): void; close(): Promise<void> }> {
-  const listening: Array<{ server: Server; path: string }> = [];
-  const closed = new Map<Server, Promise<void>>();
-  // Synchronous, so that a second signal can exit right after it with no file left behind.
-  const stopAccepting = (): void => {
-    for (const { server, path } of listening) {
-      if (!closed.has(server)) closed.set(server, closeRoute(server));
-      removeRouteSocket(path); // only the files this process made
-    }
-  };
-  const close = async (): Promise<void> => {
-    stopAccepting();
-    await Promise.all(closed.values());
-  };
-  try {
-    for (const [route, path] of config.routes) {
-      await clearStaleSocket(route, path);
-      listening.push({ server: await listenRoute(route, path, config.socketAccess, (socket) => dispatch(socket, route)), path });
-    }
-  } catch (error) {
-    await close();
-    throw error;
-  }
-  return { stopAccepting, close };
 }
