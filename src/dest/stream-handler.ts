@@ -32,7 +32,9 @@ export async function handleStream(stream: Stream, context: StreamContext, log: 
   stream.on('error', () => {}); // a reset at any step is reported by that step or by relay()
   let route: string;
   try {
-    route = parseOpenRequest(await readMessage(stream, context.openDeadlineMs)).route;
+    const request = parseOpenRequest(await readMessage(stream, context.openDeadlineMs));
+    if (!('route' in request)) throw new Error('this destination drives no VM (dest --vm)');
+    route = request.route;
   } catch (error) {
     refuse(log, 'bad-open-request', (error as Error).message);
     return;

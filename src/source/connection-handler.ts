@@ -2,7 +2,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { observedRelay, type Observation } from '../metrics/index.js';
-import { encodeMessage, openDeadlineMs, parseOpenReply, readMessage, type Stream, type StreamError } from '../tunnel/index.js';
+import { OpenRefusedError, openDeadlineMs, requestOpen, type Stream, type StreamError } from '../tunnel/index.js';
 import type { Connector } from './connector.js';
 
 export async function handleConnection(
@@ -29,25 +29,17 @@ export async function handleConnection(
     return;
   }
   const streamLog = log.child({ route, stream: stream.id });
-  stream.on('error', () => {}); // reported through splice or the refusal below
-  stream.write(encodeMessage({ route }));
   try {
-    const reply = parseOpenReply(await readMessage(stream, deadlineMs));
-    if (!reply.ok) {
-      observation.registry.refused(reply.code);
-      streamLog.error({ code: reply.code, reason: reply.message }, 'stream refused by the destination');
-      stream.destroy();
-      socket.destroy();
-      return;
-    }
+    await requestOpen(stream, { route }, deadlineMs);
   } catch (error) {
-    if ((error as StreamError).code === 'ESTREAMLIMIT') {
-      observation.registry.refused('max-streams');
-      streamLog.error({ code: 'max-streams', reason: (error as Error).message }, 'stream refused by the destination');
+    const { code, message } = error as StreamError;
+    if (error instanceof OpenRefusedError || code === 'ESTREAMLIMIT') {
+      const reason = code === 'ESTREAMLIMIT' ? 'max-streams' : code;
+      observation.registry.refused(reason);
+      streamLog.error({ code: reason, reason: message }, 'stream refused by the destination');
     } else {
-      streamLog.error({ reason: (error as Error).message }, 'stream failed during open');
+      streamLog.error({ reason: message }, 'stream failed during open');
     }
-    stream.destroy();
     socket.destroy();
     return;
   }

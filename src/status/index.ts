@@ -1,8 +1,8 @@
 // `nbd-tunnel status URL`: the streams of a running proxy (its --metrics address) as a table;
 // on a terminal it redraws every second with a progress bar per disk until interrupted.
-import { renderStatus, type StatusDocument } from './render.js';
+import { bar, renderStatus, size, type StatusDocument } from './render.js';
 
-export { renderStatus, type StatusDocument };
+export { bar, renderStatus, size, type StatusDocument };
 
 const REDRAW_MS = 1_000;
 

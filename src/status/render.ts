@@ -9,13 +9,15 @@ export interface StatusDocument {
 
 const BAR_WIDTH = 20;
 
-function bar(ratio: number | null): string {
+/** A progress bar of BAR_WIDTH cells for a share from 0 to 1 (blank when unknown). */
+export function bar(ratio: number | null): string {
   if (ratio === null) return ' '.repeat(BAR_WIDTH + 2);
   const filled = Math.round(Math.min(1, Math.max(0, ratio)) * BAR_WIDTH);
   return `[${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}]`;
 }
 
-function size(bytes: number | null): string {
+/** Bytes in binary units, one decimal. */
+export function size(bytes: number | null): string {
   if (bytes === null) return '-';
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
   let value = bytes;

@@ -3,7 +3,7 @@ export { LOCAL_HIGH_WATER_MARK, DEFAULT_KEEPALIVE_INTERVAL_MS, DEFAULT_KEEPALIVE
 export { ProtocolError, StreamError, TunnelRefusedError } from './errors.js';
 export { replayMemory } from './replay-buffer.js';
 export { isResumeRequest } from './resume-table.js';
-export { encodeMessage, openDeadlineMs, parseOpenReply, parseOpenRequest, readMessage, type OpenReply, type OpenRequest } from './open-request.js';
+export { encodeMessage, OpenRefusedError, openDeadlineMs, parseOpenReply, parseOpenRequest, readMessage, requestOpen, type OpenReply, type OpenRequest } from './open-request.js';
 export { TunnelServer, type Admission, type PeerInfo, type ServerOptions } from './server.js';
 export { Session, type SessionOptions } from './session.js';
 export { relay, type Tap } from './relay.js';

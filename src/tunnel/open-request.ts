@@ -4,9 +4,8 @@ import type { Duplex } from 'node:stream';
 import { OPEN_MESSAGE_MAX, OPEN_TIMEOUT_MS } from './const.js';
 import { StreamError } from './errors.js';
 
-export interface OpenRequest {
-  route: string;
-}
+/** A data stream to a route, or (`migrate`) the control stream of a migration into a VM. */
+export type OpenRequest = { route: string } | { migrate: string };
 
 export type OpenReply = { ok: true } | { ok: false; code: string; message: string };
 
@@ -74,10 +73,30 @@ export function readMessage(stream: Duplex, timeoutMs = OPEN_TIMEOUT_MS): Promis
 }
 
 export function parseOpenRequest(value: unknown): OpenRequest {
-  if (typeof value !== 'object' || value === null || typeof (value as { route?: unknown }).route !== 'string') {
-    throw new StreamError('open request must be a JSON object with a string "route"', 'EOPENMALFORMED');
+  const request = (typeof value === 'object' && value !== null ? value : {}) as { route?: unknown; migrate?: unknown };
+  if (typeof request.route === 'string') return { route: request.route };
+  if (typeof request.migrate === 'string') return { migrate: request.migrate };
+  throw new StreamError('open request must be a JSON object with a string "route" (or "migrate")', 'EOPENMALFORMED');
+}
+
+/** The destination refused to open a stream; `code` and the message are its words. */
+export class OpenRefusedError extends StreamError {}
+
+/**
+ * The opening side of the handshake on a new stream: sends `request` and waits for the answer.
+ * Resolves once the destination said yes; otherwise destroys the stream and rejects
+ * (OpenRefusedError with the destination's code and message, when it said no).
+ */
+export async function requestOpen(stream: Duplex, request: OpenRequest, deadlineMs: number): Promise<void> {
+  stream.on('error', () => {}); // reported through the rejection, or by whoever pipes the stream
+  stream.write(encodeMessage(request));
+  try {
+    const reply = parseOpenReply(await readMessage(stream, deadlineMs));
+    if (!reply.ok) throw new OpenRefusedError(reply.message, reply.code);
+  } catch (error) {
+    stream.destroy();
+    throw error;
   }
-  return { route: (value as { route: string }).route };
 }
 
 export function parseOpenReply(value: unknown): OpenReply {

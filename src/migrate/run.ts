@@ -1,0 +1,44 @@
+// `nbd-tunnel migrate`: its own tunnel session and QMP connection around migrate(), with
+// Ctrl-C (SIGINT) or SIGTERM turned into an undo instead of an exit halfway.
+import type { Logger } from '../log.js';
+import { QmpClient } from '../qmp/index.js';
+import { connectTunnel, type ClientOptions } from '../tunnel/index.js';
+import { progressView } from './progress.js';
+import { migrate, type MigrateOptions, type MigrationReport } from './sequence.js';
+
+export interface MigrateConfig {
+  /** The source QEMU's QMP socket. */
+  qmp: string;
+  tunnel: ClientOptions;
+  migration: MigrateOptions;
+}
+
+const QMP_CONNECT_MS = 5_000;
+
+export async function runMigrate(config: MigrateConfig, log: Logger, terminal: NodeJS.WriteStream | null): Promise<MigrationReport> {
+  const interrupt = new AbortController();
+  const onSignal = (signal: string): void => interrupt.abort(new Error(`interrupted by ${signal}: the migration was undone`));
+  process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
+  try {
+    const qmp = await QmpClient.connect(config.qmp, QMP_CONNECT_MS).catch((error: Error) => {
+      throw new Error(`--qmp ${config.qmp}: ${error.message}`);
+    });
+    try {
+      const session = await connectTunnel(config.tunnel).catch((error: Error) => {
+        throw new Error(`--connect ${config.tunnel.url}: ${error.message}`);
+      });
+      try {
+        const view = progressView(log, terminal);
+        const report = await migrate(qmp, config.qmp, session, config.migration, log, (p) => view.update(p), interrupt.signal);
+        view.end();
+        return report;
+      } finally {
+        await session.close(new Error('migration over'));
+      }
+    } finally {
+      await qmp.close();
+    }
+  } finally {
+    process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+  }
+}

@@ -1,0 +1,1 @@
+export { connectWithRetry, QmpClient, QmpError, type EventPredicate, type QmpEvent } from './client.js';
