@@ -7,6 +7,7 @@ import { loadFlags } from './config-file.js';
 import { addRouteCommand } from './control/index.js';
 import { runDest } from './dest/index.js';
 import { createLogger, flushLogs, LOG_LEVELS, type Logger, type LogLevel } from './log.js';
+import { addMigrateCommand } from './migrate/index.js';
 import { runSource, runSourcePrimary, runSourceWorker } from './source/index.js';
 import { redraw, renderStatus, runStatus, type StatusDocument } from './status/index.js';
 import { inWorker, reportReady, superviseWorkers, type Supervisor } from './workers.js';
@@ -228,6 +229,12 @@ addCommonOptions(
         .default([])
         .env('NBD_TUNNEL_ALLOW'),
     )
+    .addOption(
+      new Option('--vm <NAME=QMP_SOCKET>', 'a QEMU started with -incoming defer that `nbd-tunnel migrate` may migrate VM NAME into (repeatable)')
+        .argParser(collect)
+        .default([])
+        .env('NBD_TUNNEL_VM'),
+    )
     .addOption(new Option('--max-sessions <N>', 'sessions (source connections) served at once').default(DEFAULTS.maxSessions).env('NBD_TUNNEL_MAX_SESSIONS'))
     .addOption(
       new Option('--handshake-timeout <SECONDS>', 'a new connection must finish TLS and the upgrade within this')
@@ -241,7 +248,7 @@ addCommonOptions(
     ),
 ).action(async (flags: DestFlags, command: Command) => {
   const config = buildConfig(() => {
-    const loaded = loadFlags(command, { ...flags, route: splitEnvRoutes(flags.route), allow: splitEnvList(flags.allow, ';') });
+    const loaded = loadFlags(command, { ...flags, route: splitEnvRoutes(flags.route), vm: splitEnvRoutes(flags.vm), allow: splitEnvList(flags.allow, ';') });
     return destConfig(loaded.flags, loaded.reread);
   });
   await start({
@@ -294,6 +301,7 @@ addCommonOptions(
 });
 
 addRouteCommand(program, fail);
+addMigrateCommand(program, fail);
 
 program
   .command('status')

@@ -108,13 +108,13 @@ export function applyConfigFile<F extends object>(flags: F, given: (attribute: s
 
 const entryName = (entry: string): string => entry.slice(0, Math.max(0, entry.indexOf('=')));
 
-/** What the config file may set, from a command's options; `route` and `allow` are objects there. */
+/** What the config file may set, from a command's options; `route`, `vm` and `allow` are objects there. */
 export function configFileKeys(command: Command): Map<string, KeySpec> {
   const keys = new Map<string, KeySpec>();
   for (const option of command.options) {
     if (!option.long || option.long === '--config') continue;
     const attribute = option.attributeName();
-    const kind: KeyKind = attribute === 'route' ? 'routes' : attribute === 'allow' ? 'rules' : option.negate ? 'negated' : option.isBoolean() ? 'switch' : 'value';
+    const kind: KeyKind = attribute === 'route' || attribute === 'vm' ? 'routes' : attribute === 'allow' ? 'rules' : option.negate ? 'negated' : option.isBoolean() ? 'switch' : 'value';
     keys.set(fileKey(option.long), { attribute, kind });
   }
   return keys;

@@ -60,6 +60,8 @@ export interface DestConfig extends CommonConfig {
   maxSessions: number;
   /** TLS handshake + upgrade deadline for a new connection. */
   upgradeTimeoutMs: number;
+  /** --vm: the QEMUs `nbd-tunnel migrate` may migrate into, by name, and their QMP sockets. */
+  vms: Map<string, string>;
 }
 
 export interface SourceConfig extends CommonConfig {
@@ -100,6 +102,7 @@ export interface CommonFlags {
 
 export interface DestFlags extends CommonFlags {
   listen?: string;
+  vm: string[];
   workers: string;
   allow: string[];
   maxSessions: string;
@@ -139,28 +142,31 @@ export function destConfig(flags: DestFlags, reread: () => DestFlags = () => fla
     throw new ConfigError(`--insecure: plain ws:// only on a loopback --listen address, not '${host}'`);
   }
   const workers = parseProcesses('--workers', flags.workers);
-  const common = commonConfig(flags, workers, '--workers', 'server', '--route-dir DIR');
+  // A destination that only receives migrations (--vm) needs no route of its own.
+  const common = commonConfig(flags, workers, '--workers', 'server', flags.vm.length > 0 ? null : '--route-dir DIR or --vm NAME=QMP_SOCKET');
+  const vms = parseNamedSockets('--vm', flags.vm);
   return {
     ...common,
     reload: () => destConfig(reread(), reread),
     host,
     port,
     workers,
-    allow: parseAllow(flags.allow, common.routes, common.routeDir),
+    allow: parseAllow(flags.allow, new Set([...common.routes.keys(), ...vms.keys()]), common.routeDir),
     maxSessions: parsePositiveInt('--max-sessions', flags.maxSessions),
     upgradeTimeoutMs: parseSeconds('--handshake-timeout', flags.handshakeTimeout),
+    vms,
   };
 }
 
-export function sourceConfig(flags: SourceFlags, reread: () => SourceFlags = () => flags): SourceConfig {
-  const connect = required('--connect <URL>', flags.connect);
+/** --connect: wss://HOST:PORT, or ws:// to a loopback address with --insecure. */
+function parseConnect(connect: string, insecure: boolean | undefined): URL {
   let url: URL;
   try {
     url = new URL(connect);
   } catch {
     throw new ConfigError(`--connect '${connect}': not a URL; expected wss://HOST:PORT`);
   }
-  if (flags.insecure) {
+  if (insecure) {
     if (url.protocol !== 'ws:' || !isLoopback(url.hostname.replace(/^\[|\]$/g, ''))) {
       throw new ConfigError(`--insecure: only with --connect ws://LOOPBACK:PORT, not '${connect}'`);
     }
@@ -168,6 +174,11 @@ export function sourceConfig(flags: SourceFlags, reread: () => SourceFlags = () 
     throw new ConfigError(`--connect '${connect}': the scheme must be wss:// (ws:// only with --insecure, on loopback)`);
   }
   if (!url.port) throw new ConfigError(`--connect '${connect}': give the port, as in wss://HOST:PORT`);
+  return url;
+}
+
+export function sourceConfig(flags: SourceFlags, reread: () => SourceFlags = () => flags): SourceConfig {
+  const url = parseConnect(required('--connect <URL>', flags.connect), flags.insecure);
   const connections = parseProcesses('--connections', flags.connections);
   const routesOptional = flags.routeDir !== undefined || flags.control !== undefined;
   return {
@@ -178,6 +189,67 @@ export function sourceConfig(flags: SourceFlags, reread: () => SourceFlags = () 
     connections,
     socketAccess: { mode: parseMode('--socket-mode', flags.socketMode), gid: flags.socketGroup === undefined ? undefined : parseGroup('--socket-group', flags.socketGroup) },
     control: flags.control === undefined ? undefined : { path: socketPath('--control', flags.control), mode: parseControlMode(flags.controlMode) },
+  };
+}
+
+export interface MigrateFlags {
+  qmp: string;
+  connect: string;
+  vm: string;
+  disk: string[];
+  storageOnly?: boolean;
+  copyMode: 'background' | 'write-blocking';
+  speed?: string;
+  servername?: string;
+  ca?: string;
+  cert?: string;
+  key?: string;
+  pkiDir?: string;
+  tokenFile?: string;
+  insecure?: boolean;
+  logLevel: LogLevel;
+  logFormat: 'auto' | 'json';
+}
+
+export interface MigrateCommandConfig {
+  qmp: string;
+  url: string;
+  servername: string | undefined;
+  tls: TlsFiles | undefined;
+  token: string | undefined;
+  vm: string;
+  disks: string[];
+  storageOnly: boolean;
+  copyMode: 'background' | 'write-blocking';
+  /** Bytes per second per disk; 0: no limit. */
+  speed: number;
+  logLevel: LogLevel;
+  logFormat: 'auto' | 'json';
+}
+
+export function migrateConfig(flags: MigrateFlags): MigrateCommandConfig {
+  const url = parseConnect(flags.connect, flags.insecure);
+  const vmProblem = routeNameProblem(flags.vm);
+  if (vmProblem) throw new ConfigError(`--vm '${flags.vm}': ${vmProblem}`);
+  let speed = 0;
+  if (flags.speed !== undefined) {
+    const mbps = Number(flags.speed);
+    if (!(mbps > 0) || !Number.isFinite(mbps)) throw new ConfigError(`--speed '${flags.speed}': expected MB/s, a number above 0`);
+    speed = Math.round(mbps * 1e6);
+  }
+  return {
+    qmp: socketPath('--qmp', flags.qmp),
+    url: url.toString(),
+    servername: flags.servername,
+    tls: flags.insecure ? undefined : readTls(flags, 'client'),
+    token: flags.tokenFile === undefined ? undefined : readToken(flags.tokenFile),
+    vm: flags.vm,
+    disks: flags.disk,
+    storageOnly: flags.storageOnly ?? false,
+    copyMode: flags.copyMode,
+    speed,
+    logLevel: flags.logLevel,
+    logFormat: flags.logFormat,
   };
 }
 
@@ -220,7 +292,7 @@ function commonConfig(flags: CommonFlags, processes: number, processFlag: string
 }
 
 /** --ca/--cert/--key, each defaulting to its file in --pki-dir (ca-cert.pem, <role>-cert.pem, <role>-key.pem). */
-function readTls(flags: CommonFlags, pkiRole: 'server' | 'client'): TlsFiles {
+function readTls(flags: Pick<CommonFlags, 'ca' | 'cert' | 'key' | 'pkiDir'>, pkiRole: 'server' | 'client'): TlsFiles {
   const path = (flag: string, given: string | undefined, file: string): string => {
     if (given !== undefined) return given;
     if (flags.pkiDir !== undefined) return join(flags.pkiDir, file);
@@ -246,19 +318,24 @@ function required(flag: string, value: string | undefined): string {
 /** `orElse`: what else may give routes, when none is given (null: none needed). */
 export function parseRoutes(values: string[], orElse: string | null): Map<string, string> {
   if (values.length === 0 && orElse !== null) throw new ConfigError(`--route: give at least one, as NAME=SOCKET, or ${orElse}`);
-  const routes = new Map<string, string>();
+  return parseNamedSockets('--route', values);
+}
+
+/** NAME=SOCKET values (--route, --vm): names as route names are, sockets absolute, each name once. */
+function parseNamedSockets(flag: string, values: string[]): Map<string, string> {
+  const named = new Map<string, string>();
   for (const value of values) {
     const eq = value.indexOf('=');
-    if (eq < 0) throw new ConfigError(`--route '${value}': expected NAME=SOCKET`);
+    if (eq < 0) throw new ConfigError(`${flag} '${value}': expected NAME=SOCKET`);
     const name = value.slice(0, eq);
     const socket = value.slice(eq + 1);
     const badName = routeNameProblem(name);
-    if (badName) throw new ConfigError(`--route '${value}': ${badName}`);
-    if (socket === '') throw new ConfigError(`--route '${value}': the socket path is empty`);
-    if (routes.has(name)) throw new ConfigError(`--route '${value}': route '${name}' is given twice`);
-    routes.set(name, socketPath(`--route '${value}'`, socket));
+    if (badName) throw new ConfigError(`${flag} '${value}': ${badName}`);
+    if (socket === '') throw new ConfigError(`${flag} '${value}': the socket path is empty`);
+    if (named.has(name)) throw new ConfigError(`${flag} '${value}': '${name}' is given twice`);
+    named.set(name, socketPath(`${flag} '${value}'`, socket));
   }
-  return routes;
+  return named;
 }
 
 /** An absolute socket path that fits in sun_path. */
@@ -313,7 +390,8 @@ function isLoopback(host: string): boolean {
  * ROUTE=IDENTITY[,IDENTITY...], ROUTE a route name or a prefix ending in `*`. An exact name must
  * be a --route unless --route-dir may bring it.
  */
-function parseAllow(values: string[], routes: ReadonlyMap<string, string>, routeDir: string | undefined): Map<string, string[]> | undefined {
+/** `routes`: the names an exact rule may name (routes, and the --vm names, which --allow covers too). */
+function parseAllow(values: string[], routes: ReadonlySet<string>, routeDir: string | undefined): Map<string, string[]> | undefined {
   if (values.length === 0) return undefined;
   const allow = new Map<string, string[]>();
   for (const value of values) {
@@ -323,7 +401,7 @@ function parseAllow(values: string[], routes: ReadonlyMap<string, string>, route
     const badRoute = routePatternProblem(route);
     if (badRoute) throw new ConfigError(`--allow '${value}': ${badRoute}`);
     if (!route.endsWith('*') && routeDir === undefined && !routes.has(route)) {
-      throw new ConfigError(`--allow '${value}': route '${route}' is not given with --route`);
+      throw new ConfigError(`--allow '${value}': route '${route}' is not given with --route (or --vm)`);
     }
     const identities = value.slice(eq + 1).split(',').map((i) => i.trim());
     for (const identity of identities) {

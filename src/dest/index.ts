@@ -20,7 +20,8 @@ export interface RunningDest {
 export async function runDest(config: DestConfig, log: Logger): Promise<RunningDest> {
   const sessions = new Set<Session>();
   // Read when a stream opens; SIGHUP with --config replaces it (and the limits below) for what comes next.
-  let policy: Policy = { routes: new RouteTable(config.routes, config.routeDir), allow: config.allow };
+  let policy: Policy = { routes: new RouteTable(config.routes, config.routeDir), allow: config.allow, vms: config.vms };
+  const migrating = new Set<string>(); // VMs with a migration under way, over every session
   let maxSessions = config.maxSessions;
   const admission = createAdmission(config.token);
   const server = new TunnelServer({
@@ -54,9 +55,10 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
       sessionLog.warn({ stream, code: 'max-streams', limit, reason }, 'stream refused');
     });
     sessionLog.info({ resumable: session.resumable }, 'session opened');
+    const migrations = { busy: migrating, sessionRoutes: new Map<string, string>() };
     session.on('stream', (stream) => {
       const streamLog = sessionLog.child({ stream: stream.id });
-      const context = { policy: () => policy, session: info.id, peer, observation, openDeadlineMs: openDeadlineMs(session) };
+      const context = { policy: () => policy, session: info.id, peer, observation, openDeadlineMs: openDeadlineMs(session), migrations };
       handleStream(stream, context, streamLog).catch((error: Error) => {
         streamLog.error({ reason: error.message }, 'stream failed: internal error');
         stream.destroy();
@@ -78,7 +80,7 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
     config,
     (next) => {
       if (next.tls) server.setTls(next.tls);
-      policy = { routes: new RouteTable(next.routes, next.routeDir), allow: next.allow };
+      policy = { routes: new RouteTable(next.routes, next.routeDir), allow: next.allow, vms: next.vms };
       maxSessions = next.maxSessions;
       Object.assign(config.session, next.session); // the server reads it for each new session
       if (next.tls) log.info('certificates reloaded; new connections use them');

@@ -18,6 +18,7 @@ export class LineChannel {
     stream.on('end', () => this.finish(null));
     stream.on('close', () => this.finish(null));
     stream.on('error', (error: Error) => this.finish(error));
+    stream.resume(); // the open handshake leaves it paused
   }
 
   send(message: object): void {

@@ -92,7 +92,7 @@ export async function migrate(
       const { status } = await qmp.execute<{ status: string }>('query-status');
       if (sourceStatus === 'running' && status !== 'running') await qmp.execute('cont');
     });
-    const control = await openControl(session, options.vm);
+    const control = await openControl(session, options.vm, signal);
     undo.push(() => control.request({ op: 'abort' }).finally(() => control.close()));
     const prepared = await control.request({ op: 'prepare', disks, ram: !options.storageOnly });
     const routes = prepared.routes!;
@@ -178,7 +178,7 @@ interface Control {
   close(): void;
 }
 
-async function openControl(session: Session, vm: string): Promise<Control> {
+async function openControl(session: Session, vm: string, signal: AbortSignal): Promise<Control> {
   const stream = session.open();
   try {
     await requestOpen(stream, { migrate: vm }, openDeadlineMs(session));
@@ -190,7 +190,8 @@ async function openControl(session: Session, vm: string): Promise<Control> {
   return {
     async request(request) {
       channel.send(request);
-      const message = await channel.next();
+      // An interrupt does not wait for the destination; abort, sent while undoing, is the exception.
+      const message = request.op === 'abort' ? await channel.next() : await abortable(channel.next(), signal);
       if (message === null) throw new Error(`the destination closed the migration channel${channel.error ? `: ${channel.error.message}` : ''}`);
       const reply = parseControlReply(message);
       if (!reply.ok) throw new Error(reply.error);
@@ -245,4 +246,13 @@ async function waitMigration(qmp: QmpClient, status: string, onProgress: (ram: M
     if (info.ram) onProgress({ transferred: info.ram.transferred, total: info.ram.total, remaining: info.ram.remaining });
     await sleep(POLL_MS, undefined, { signal });
   }
+}
+
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  signal.throwIfAborted();
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }

@@ -36,7 +36,7 @@ export async function serveMigration(stream: Duplex, target: MigrationTarget, ho
     state.removeRoutes?.();
     if (!state.settled) {
       await target.abort();
-      if (state.removeRoutes) log.warn({ vm: target.vm, reason: channel.error?.message ?? 'the migration channel closed before finish' }, 'migration undone');
+      if (state.removeRoutes) log.warn({ reason: channel.error?.message ?? 'the migration channel closed before finish' }, 'migration undone');
     }
     await target.close();
     channel.close();
@@ -51,24 +51,24 @@ export async function serveMigration(stream: Duplex, target: MigrationTarget, ho
           const routes = new Map<string, string>([[MIGRATION_ROUTES.nbd, sockets.nbd]]);
           if (sockets.ram) routes.set(MIGRATION_ROUTES.ram, sockets.ram);
           state.removeRoutes = host.addRoutes(routes);
-          log.info({ vm: target.vm, disks: request.disks, ram: request.ram, sockets }, 'migration prepared');
+          log.info({ disks: request.disks, ram: request.ram, sockets }, 'migration prepared');
           return { ok: true, routes: { nbd: MIGRATION_ROUTES.nbd, ram: sockets.ram ? MIGRATION_ROUTES.ram : null } };
         }
         case 'finish': {
           const status = await target.finish();
           state.settled = true;
-          log.info({ vm: target.vm, status }, 'migration finished');
+          log.info({ status }, 'migration finished');
           return { ok: true, status };
         }
         case 'abort':
           await target.abort();
           state.settled = true;
-          log.warn({ vm: target.vm, reason: 'the source aborted' }, 'migration undone');
+          log.warn({ reason: 'the source aborted' }, 'migration undone');
           return { ok: true };
       }
     } catch (error) {
       const message = (error as Error).message;
-      log.warn({ vm: target.vm, op: request.op, reason: message }, 'migration request failed');
+      log.warn({ op: request.op, reason: message }, 'migration request failed');
       if (request.op === 'prepare') await target.abort(); // a half-done prepare leaves nothing behind
       return { ok: false, error: message };
     }
