@@ -4,10 +4,13 @@
 // stopped (same boot) and checks every block it ever wrote.
 import assert from 'node:assert/strict';
 import { before, test, type TestContext } from 'node:test';
+import { countLogs, waitForLogCount, waitJobProgress } from '../harness/fault-tunnel.js';
 import { buildGuest, type GuestBoot } from '../harness/guest/build.js';
+import { faultPairLink } from '../harness/guest/fault-link.js';
 import { revertLastWrite } from '../harness/guest/blocks.js';
 import { DISK_ROUTE, RAM_ROUTE, directLink, startMigrationPair, tunnelLink, type MigrationPair, type PairLinkFactory } from '../harness/guest/pair.js';
-import { migrateLikeLibvirt, type SequenceResult } from '../harness/guest/sequence.js';
+import { MIRROR_JOB, migrateLikeLibvirt, type SequenceOptions, type SequenceResult } from '../harness/guest/sequence.js';
+import { waitRamTransferred } from '../harness/migration.js';
 import { suiteFolder } from '../harness/suite.js';
 
 const MiB = 1024 * 1024;
@@ -25,6 +28,8 @@ interface Case {
   name: string;
   connect: PairLinkFactory;
   copyMode: 'background' | 'write-blocking';
+  /** Things to do while the mirror copies and while RAM is sent, once the pair is up. */
+  during?: (pair: MigrationPair) => Pick<SequenceOptions, 'duringMirror' | 'duringRam'>;
 }
 
 /** Pair up, let the guest rewrite its blocks at least twice, migrate; `then` runs on the paused destination. */
@@ -32,7 +37,7 @@ async function migrateCase(t: TestContext, c: Case, then: (pair: MigrationPair, 
   const pair = await startMigrationPair({ dir: await suite.caseDir(c.name), pki: suite.pki, boot, connect: c.connect, diskBytes: DISK_BYTES, seed: 7, blocks: BLOCKS });
   try {
     await pair.source.console.waitLine(new RegExp(`^wrote ${2 * BLOCKS} `));
-    const result = await migrateLikeLibvirt(pair, c.copyMode);
+    const result = await migrateLikeLibvirt(pair, { copyMode: c.copyMode, ...c.during?.(pair) });
     report(t, pair, result);
     assert.ok(result.atSwitchover.identical, `disks differ at switch-over: ${result.atSwitchover.output}`);
     assert.equal(result.sourceInfo.status, 'completed');
@@ -95,4 +100,38 @@ test('negative control: one block of the destination put back to its previous wr
 
 test('baseline without nbd-tunnel (QEMU sockets direct): the same sequence', async (t) => {
   await migrateCase(t, { name: 'direct', connect: directLink, copyMode: 'background' }, continueAndVerify);
+});
+
+test('a tunnel reset during the mirror and another during the RAM phase: both resumed, the migration completes, every block verified', async (t) => {
+  // Throttled so that each phase lasts seconds and the resets land inside it.
+  const link = faultPairLink({ relay: { rateBytesPerSecond: 16e6 } });
+  const resets: string[] = [];
+  const resetAndResume = async (phase: string): Promise<void> => {
+    const ft = link.tunnel();
+    ft.relay!.resetAll();
+    resets.push(phase);
+    for (const proxy of [ft.source, ft.dest]) await waitForLogCount(proxy, (l) => l.msg === 'session resumed', resets.length, 30_000);
+  };
+  const during = (pair: MigrationPair): Pick<SequenceOptions, 'duringMirror' | 'duringRam'> => ({
+    async duringMirror() {
+      const at = await waitJobProgress(pair.source, MIRROR_JOB, 0.3);
+      assert.ok(at, 'the mirror was READY before the reset');
+      await resetAndResume(`mirror at ${((100 * at.offset) / at.len).toFixed(0)}%`);
+    },
+    async duringRam() {
+      const at = await waitRamTransferred(pair.source.qmp, 16 * MiB);
+      assert.ok(at, 'RAM was sent before the reset');
+      await resetAndResume(`RAM at ${((at.ram?.transferred ?? 0) / MiB).toFixed(0)} MiB`);
+    },
+  });
+  await migrateCase(t, { name: 'resets', connect: link.connect, copyMode: 'background', during }, async (pair, result) => {
+    t.diagnostic(`resets: ${resets.join(', ')}`);
+    const ft = link.tunnel();
+    assert.equal(ft.relay!.accepted, 3, 'one tunnel connection per reset, plus the first');
+    for (const proxy of [ft.source, ft.dest]) {
+      // QEMU kept its two connections: no stream was closed and reopened.
+      for (const route of [DISK_ROUTE, RAM_ROUTE]) assert.equal(countLogs(proxy, (l) => l.msg === 'stream opened' && l.route === route), 1, route);
+    }
+    await continueAndVerify(pair, result);
+  });
 });

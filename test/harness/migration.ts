@@ -1,5 +1,6 @@
 // QMP's migration commands as libvirt uses them: capabilities, the MIGRATION events, and the
 // figures of query-migrate.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { QmpClient, QmpEvent } from './qmp.js';
 
 export interface MigrationInfo {
@@ -33,4 +34,19 @@ export async function waitMigration(qmp: QmpClient, status: string, timeoutMs = 
 
 export function queryMigrate(qmp: QmpClient): Promise<MigrationInfo> {
   return qmp.execute<MigrationInfo>('query-migrate');
+}
+
+/**
+ * Polls until the running migration has sent `bytes` of RAM; resolves with its query-migrate
+ * then, or null if it left the `active` state first. Rejects after `timeoutMs`.
+ */
+export async function waitRamTransferred(qmp: QmpClient, bytes: number, timeoutMs = 60_000): Promise<MigrationInfo | null> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const info = await queryMigrate(qmp);
+    if (info.status === 'active' && (info.ram?.transferred ?? 0) >= bytes) return info;
+    if (info.status !== 'active' && info.status !== 'setup') return null;
+    if (Date.now() > deadline) throw new Error(`migration sent only ${info.ram?.transferred ?? 0} of ${bytes} bytes within ${timeoutMs} ms`);
+    await sleep(50);
+  }
 }

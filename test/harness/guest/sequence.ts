@@ -7,7 +7,17 @@ import { DISK_ROUTE, RAM_ROUTE, type MigrationPair } from './pair.js';
 import { DISK_NODE, type Progress } from './vm.js';
 
 const TARGET_NODE = 'migration-vda';
-const JOB = 'drive-mirror-vda';
+export const MIRROR_JOB = 'drive-mirror-vda';
+const JOB = MIRROR_JOB;
+
+export interface SequenceOptions {
+  copyMode: 'background' | 'write-blocking';
+  timeoutMs?: number;
+  /** Runs while the mirror copies (started with it; READY is awaited alongside). */
+  duringMirror?: () => Promise<void>;
+  /** Runs while RAM is sent (started with `migrate`; pre-switchover is awaited alongside). */
+  duringRam?: () => Promise<void>;
+}
 
 export interface SequenceResult {
   /** From blockdev-mirror to BLOCK_JOB_READY. */
@@ -20,12 +30,9 @@ export interface SequenceResult {
   sourceLast: Progress | null;
 }
 
-export async function migrateLikeLibvirt(
-  pair: MigrationPair,
-  copyMode: 'background' | 'write-blocking',
-  timeoutMs = 300_000,
-): Promise<SequenceResult> {
+export async function migrateLikeLibvirt(pair: MigrationPair, options: SequenceOptions): Promise<SequenceResult> {
   const { source, dest } = pair;
+  const { copyMode, timeoutMs = 300_000 } = options;
   // Prepare, on the destination: capabilities, the NBD server with the disk writable, and the
   // RAM stream's listener.
   await setMigrationCapabilities(dest.qmp, { events: true, 'late-block-activate': true });
@@ -37,12 +44,12 @@ export async function migrateLikeLibvirt(
   await source.addNbdClient(TARGET_NODE, pair.link.clientSocket(DISK_ROUTE), DISK_ROUTE);
   const mirrorStart = performance.now();
   await source.mirror({ jobId: JOB, device: DISK_NODE, target: TARGET_NODE, copyMode });
-  await source.waitJobReady(JOB, timeoutMs);
+  await Promise.all([source.waitJobReady(JOB, timeoutMs), options.duringMirror?.()]);
   const mirrorReadyMs = performance.now() - mirrorStart;
   // ...then RAM through its own route, stopping before the switch-over.
   await setMigrationCapabilities(source.qmp, { events: true, 'pause-before-switchover': true });
   await source.qmp.execute('migrate', { uri: `unix:${pair.link.clientSocket(RAM_ROUTE)}` });
-  await waitMigration(source.qmp, 'pre-switchover', timeoutMs);
+  await Promise.all([waitMigration(source.qmp, 'pre-switchover', timeoutMs), options.duringRam?.()]);
 
   // The guest is paused: the mirror ends with the destination holding every write it made.
   const sourceLast = source.lastProgress();
