@@ -4,7 +4,8 @@ import { performance } from 'node:perf_hooks';
 import { compareImages } from '../images.js';
 import { queryMigrate, setMigrationCapabilities, waitMigration, type MigrationInfo } from '../migration.js';
 import { DISK_ROUTE, RAM_ROUTE, type MigrationPair } from './pair.js';
-import { DISK_NODE, type Progress } from './vm.js';
+import type { Progress } from './protocol.js';
+import { DISK_NODE } from './vm.js';
 
 const TARGET_NODE = 'migration-vda';
 export const MIRROR_JOB = 'drive-mirror-vda';

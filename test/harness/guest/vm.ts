@@ -4,7 +4,8 @@
 import { join } from 'node:path';
 import { StorageDaemon, startQmpChild } from '../storage-daemon.js';
 import type { GuestBoot } from './build.js';
-import { SerialConsole, type ConsoleMatch } from './console.js';
+import { SerialConsole } from './console.js';
+import { lastProgress, requestVerify, waitProgress, type Progress, type VerifyResult } from './protocol.js';
 
 /**
  * Not a multiple of 256 KiB, on purpose: QEMU 7.2 (Debian 12) loses guest RAM updates when it
@@ -28,22 +29,6 @@ export interface GuestVmOptions {
   incoming?: boolean;
 }
 
-export interface Progress {
-  /** Writes done. */
-  n: number;
-  boot: string;
-  index: number;
-}
-
-export interface VerifyResult {
-  ok: boolean;
-  line: string;
-  /** Writes done when it verified. */
-  n: number;
-  /** The first bad block, on failure. */
-  block: number | null;
-}
-
 export class GuestVm extends StorageDaemon {
   constructor(
     base: { child: StorageDaemon['child']; qmp: StorageDaemon['qmp']; qmpSocket: string },
@@ -54,31 +39,16 @@ export class GuestVm extends StorageDaemon {
   }
 
   /** The first `wrote N` line at or after console line `from`. */
-  async progress(from = 0, timeoutMs?: number): Promise<Progress> {
-    const { match, index } = await this.console.waitLine(/^wrote (\d+) boot (\w+)$/, from, timeoutMs);
-    return { n: Number(match[1]), boot: match[2], index };
+  progress(from = 0, timeoutMs?: number): Promise<Progress> {
+    return waitProgress(this.console, from, timeoutMs);
   }
 
-  /** The last `wrote N` line printed so far, if any. */
   lastProgress(): Progress | null {
-    const { lines } = this.console;
-    for (let i = lines.length - 1; i >= 0; i--) {
-      const m = /^wrote (\d+) boot (\w+)$/.exec(lines[i]);
-      if (m) return { n: Number(m[1]), boot: m[2], index: i };
-    }
-    return null;
+    return lastProgress(this.console);
   }
 
-  /** Sends the request now; the result is the guest's next verify line (even if it is paused now). */
-  verify(timeoutMs = 120_000): Promise<VerifyResult> {
-    const from = this.console.lines.length;
-    this.console.send('verify');
-    return this.console.waitLine(/^verify (ok|FAILED)(?: block (\d+))? (?:at )?(\d+)/, from, timeoutMs).then(({ line, match }: ConsoleMatch) => ({
-      ok: match[1] === 'ok',
-      line,
-      n: Number(match[3]),
-      block: match[2] === undefined ? null : Number(match[2]),
-    }));
+  verify(timeoutMs?: number): Promise<VerifyResult> {
+    return requestVerify(this.console, timeoutMs);
   }
 
   override async stop(): Promise<void> {
