@@ -60,9 +60,13 @@ export async function createBlankImage(path: string, sizeBytes: number): Promise
   await truncate(path, sizeBytes);
 }
 
-/** `qemu-img compare` of two raw images; throws if qemu-img itself fails (exit code other than 0 or 1). */
-export async function compareImages(a: string, b: string): Promise<{ identical: boolean; output: string }> {
-  const { code, stdout, stderr } = await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', a, b], { okCodes: [0, 1] });
+/**
+ * `qemu-img compare` of two raw images; throws if qemu-img itself fails (exit code other than 0
+ * or 1). `forceShare`: the images are still open in a (paused) QEMU, which holds their locks.
+ */
+export async function compareImages(a: string, b: string, opts: { forceShare?: boolean } = {}): Promise<{ identical: boolean; output: string }> {
+  const args = ['compare', ...(opts.forceShare ? ['-U'] : []), '-f', 'raw', '-F', 'raw', a, b];
+  const { code, stdout, stderr } = await run('qemu-img', args, { okCodes: [0, 1] });
   return { identical: code === 0, output: (stdout + stderr).trim() };
 }
 

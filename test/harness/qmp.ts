@@ -190,7 +190,8 @@ export class QmpClient {
   }
 }
 
-async function connectWithRetry(path: string, deadline: number, signal?: AbortSignal): Promise<Socket> {
+/** Connects to a UNIX socket, retrying while it does not exist or refuses, until `deadline` (epoch ms). */
+export async function connectWithRetry(path: string, deadline: number, signal?: AbortSignal): Promise<Socket> {
   for (;;) {
     signal?.throwIfAborted();
     try {
@@ -198,7 +199,7 @@ async function connectWithRetry(path: string, deadline: number, signal?: AbortSi
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? '';
       if (!RETRYABLE_CONNECT_ERRORS.has(code) || Date.now() >= deadline) {
-        throw new Error(`cannot connect to QMP socket ${path}: ${(err as Error).message}`, { cause: err });
+        throw new Error(`cannot connect to ${path}: ${(err as Error).message}`, { cause: err });
       }
     }
     await sleep(50);

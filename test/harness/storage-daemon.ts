@@ -145,18 +145,28 @@ function isJobOutcome(e: QmpEvent, jobId: string, wanted: string): boolean {
  */
 export async function startStorageDaemon(dir: string, name: string): Promise<StorageDaemon> {
   const qmpSocket = join(dir, `${name}-qmp.sock`);
-  const child = await spawnChild('qemu-storage-daemon', [
-    '--chardev',
-    `socket,id=qmp0,path=${qmpSocket},server=on,wait=off`,
-    '--monitor',
-    'chardev=qmp0',
-  ]);
+  const args = ['--chardev', `socket,id=qmp0,path=${qmpSocket},server=on,wait=off`, '--monitor', 'chardev=qmp0'];
+  const { child, qmp } = await startQmpChild('qemu-storage-daemon', args, qmpSocket, name);
+  return new StorageDaemon(child, qmp, qmpSocket);
+}
+
+export interface QmpChild {
+  child: Child;
+  qmp: QmpClient;
+  /** Aborted, with the exit status and stderr as reason, once the process has exited. */
+  died: AbortSignal;
+}
+
+/**
+ * Starts a QEMU program whose `args` put a QMP monitor on `qmpSocket`, and connects to it. If
+ * anything fails the process is stopped before rejecting.
+ */
+export async function startQmpChild(cmd: string, args: readonly string[], qmpSocket: string, name: string): Promise<QmpChild> {
+  const child = await spawnChild(cmd, args);
   const died = new AbortController();
-  void child.exited.then(({ code, signal }) =>
-    died.abort(new Error(`qemu-storage-daemon ${name} exited (code ${code}, signal ${signal}): ${child.stderr.trim()}`)),
-  );
+  void child.exited.then(({ code, signal }) => died.abort(new Error(`${cmd} ${name} exited (code ${code}, signal ${signal}): ${child.stderr.trim()}`)));
   try {
-    return new StorageDaemon(child, await QmpClient.connect(qmpSocket, 10_000, died.signal), qmpSocket);
+    return { child, qmp: await QmpClient.connect(qmpSocket, 10_000, died.signal), died: died.signal };
   } catch (err) {
     await child.stop();
     throw err;
