@@ -58,7 +58,11 @@ export class MigrationTarget {
         await qmp.execute('block-export-add', { type: 'nbd', id: `nbd-tunnel-${disk.node}`, 'node-name': disk.node, name: disk.node, writable: true });
       }
     }
-    if (sockets.ram) await qmp.execute('migrate-incoming', { uri: `unix:${sockets.ram}` });
+    if (sockets.ram) {
+      // As libvirt does: with -S, the disks are taken over only at `cont`, after the NBD server stopped writing them.
+      await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'late-block-activate', state: true }] });
+      await qmp.execute('migrate-incoming', { uri: `unix:${sockets.ram}` });
+    }
     return sockets;
   }
 

@@ -33,6 +33,8 @@ export class GuestVm extends StorageDaemon {
   constructor(
     base: { child: StorageDaemon['child']; qmp: StorageDaemon['qmp']; qmpSocket: string },
     readonly console: SerialConsole,
+    /** The second QMP monitor's socket, free for nbd-tunnel (migrate --qmp, dest --vm). */
+    readonly managementSocket: string,
     readonly options: GuestVmOptions,
   ) {
     super(base.child, base.qmp, base.qmpSocket);
@@ -60,6 +62,7 @@ export class GuestVm extends StorageDaemon {
 export async function startGuestVm(options: GuestVmOptions): Promise<GuestVm> {
   const { dir, name, boot } = options;
   const qmpSocket = join(dir, `${name}-qmp.sock`);
+  const managementSocket = join(dir, `${name}-mgmt.sock`);
   const serialSocket = join(dir, `${name}-serial.sock`);
   const args = [
     ...['-nodefaults', '-no-user-config', '-display', 'none', '-accel', 'tcg', '-smp', '1', '-m', GUEST_RAM, '-S'],
@@ -67,6 +70,8 @@ export async function startGuestVm(options: GuestVmOptions): Promise<GuestVm> {
     '-no-reboot',
     ...['-kernel', boot.kernel, '-initrd', boot.initrd, '-append', `console=ttyS0 quiet panic=-1 nbdt.blocks=${options.blocks}`],
     ...['-chardev', `socket,id=qmp0,path=${qmpSocket},server=on,wait=off`, '-mon', 'chardev=qmp0,mode=control'],
+    // A second monitor, as libvirt would hold one: for nbd-tunnel migrate and dest --vm, while the test keeps the first.
+    ...['-chardev', `socket,id=qmp1,path=${managementSocket},server=on,wait=off`, '-mon', 'chardev=qmp1,mode=control'],
     ...['-chardev', `socket,id=ser0,path=${serialSocket},server=on,wait=off,logfile=${join(dir, `${name}-serial.log`)}`, '-serial', 'chardev:ser0'],
     ...['-blockdev', `driver=file,node-name=${DISK_NODE}-file,filename=${options.image}`],
     ...['-blockdev', `driver=raw,node-name=${DISK_NODE},file=${DISK_NODE}-file`],
@@ -76,7 +81,7 @@ export async function startGuestVm(options: GuestVmOptions): Promise<GuestVm> {
   const started = await startQmpChild('qemu-system-x86_64', args, qmpSocket, name);
   try {
     const console = await SerialConsole.connect(serialSocket, name, started.died);
-    return new GuestVm({ ...started, qmpSocket }, console, options);
+    return new GuestVm({ ...started, qmpSocket }, console, managementSocket, options);
   } catch (error) {
     await started.child.stop();
     await started.qmp.close();
