@@ -11,16 +11,16 @@ export interface DiskSpec {
 }
 
 export type ControlRequest =
-  /** Check the disks, export them over NBD, and (ram) wait for the RAM stream. */
+  /** Check the disks (and, with ram, that the VM waits for an incoming migration), export the disks over NBD. */
   | { op: 'prepare'; disks: DiskSpec[]; ram: boolean }
+  /** The disks are READY: listen for the RAM stream (not undone by abort once it has begun). */
+  | { op: 'ram' }
   /** The copy is complete: stop the NBD server and, after a RAM migration, resume the VM. */
   | { op: 'finish' }
   /** Undo what prepare did. */
   | { op: 'abort' };
 
-export type ControlReply =
-  | { ok: true; routes?: { nbd: string; ram: string | null }; status?: string }
-  | { ok: false; error: string };
+export type ControlReply = { ok: true; route?: string; status?: string } | { ok: false; error: string };
 
 /** Session-scoped routes a prepared migration's data streams open (never configured routes). */
 export const MIGRATION_ROUTES = { nbd: 'migrate.nbd', ram: 'migrate.ram' } as const;
@@ -37,6 +37,7 @@ function malformed(why: string): StreamError {
 export function parseControlRequest(value: unknown): ControlRequest {
   const request = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>;
   switch (request.op) {
+    case 'ram':
     case 'finish':
     case 'abort':
       return { op: request.op };
@@ -62,10 +63,9 @@ export function parseControlReply(value: unknown): ControlReply {
   const reply = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>;
   if (reply.ok === false) return { ok: false, error: typeof reply.error === 'string' ? reply.error : 'refused' };
   if (reply.ok !== true) throw malformed('reply without "ok"');
-  const routes = reply.routes as { nbd?: unknown; ram?: unknown } | undefined;
   return {
     ok: true,
-    ...(routes && typeof routes.nbd === 'string' ? { routes: { nbd: routes.nbd, ram: typeof routes.ram === 'string' ? routes.ram : null } } : {}),
+    ...(typeof reply.route === 'string' ? { route: reply.route } : {}),
     ...(typeof reply.status === 'string' ? { status: reply.status } : {}),
   };
 }

@@ -95,9 +95,8 @@ export async function migrate(
     const control = await openControl(session, options.vm, signal);
     undo.push(() => control.request({ op: 'abort' }).finally(() => control.close()));
     const prepared = await control.request({ op: 'prepare', disks, ram: !options.storageOnly });
-    const routes = prepared.routes!;
     const base = join(dirname(qmpSocket), `nbd-tunnel-migrate-${process.pid}`);
-    const nbdBridge = await openBridge(`${base}-nbd.sock`, routes.nbd, session, qmpSocket, log);
+    const nbdBridge = await openBridge(`${base}-nbd.sock`, prepared.route!, session, qmpSocket, log);
     undo.push(() => nbdBridge.close());
     const jobs = disks.map((disk, i) => ({ ...disk, target: `nbd-tunnel-${i}`, job: `nbd-tunnel-mirror-${i}` }));
     for (const job of jobs) {
@@ -113,7 +112,8 @@ export async function migrate(
     if (options.storageOnly) {
       for (const job of jobs) await cancelJob(qmp, job.job, false);
     } else {
-      const ramBridge = await openBridge(`${base}-ram.sock`, routes.ram!, session, qmpSocket, log);
+      const receiving = await control.request({ op: 'ram' });
+      const ramBridge = await openBridge(`${base}-ram.sock`, receiving.route!, session, qmpSocket, log);
       undo.push(() => ramBridge.close());
       await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'pause-before-switchover', state: true }] });
       undo.push(() => qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'pause-before-switchover', state: false }] }));
@@ -215,7 +215,8 @@ async function waitReady(qmp: QmpClient, jobs: Array<{ node: string; job: string
     });
     onProgress(progress);
     if (readyAt.size === jobs.length) return readyAt;
-    await sleep(POLL_MS, undefined, { signal });
+    // An interrupt rejects with its reason (why the migration stops), not the timer's AbortError.
+    await sleep(POLL_MS, undefined, { signal }).catch(() => signal.throwIfAborted());
   }
 }
 
@@ -244,7 +245,8 @@ async function waitMigration(qmp: QmpClient, status: string, onProgress: (ram: M
     if (info.status === status) return info;
     if (info.status === 'failed' || info.status === 'cancelled') throw new Error(`RAM migration ${info.status}: ${info['error-desc'] ?? 'no error given'}`);
     if (info.ram) onProgress({ transferred: info.ram.transferred, total: info.ram.total, remaining: info.ram.remaining });
-    await sleep(POLL_MS, undefined, { signal });
+    // An interrupt rejects with its reason (why the migration stops), not the timer's AbortError.
+    await sleep(POLL_MS, undefined, { signal }).catch(() => signal.throwIfAborted());
   }
 }
 

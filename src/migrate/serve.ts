@@ -30,7 +30,7 @@ export async function serveMigration(stream: Duplex, target: MigrationTarget, ho
       }
       const reply = await run(request);
       channel.send(reply);
-      if (request.op !== 'prepare' && reply.ok) break;
+      if ((request.op === 'finish' || request.op === 'abort') && reply.ok) break;
     }
   } finally {
     state.removeRoutes?.();
@@ -47,12 +47,19 @@ export async function serveMigration(stream: Duplex, target: MigrationTarget, ho
       switch (request.op) {
         case 'prepare': {
           if (state.removeRoutes) return { ok: false, error: `a migration into VM '${target.vm}' is already prepared on this session` };
-          const sockets = await target.prepare(request.disks, request.ram);
-          const routes = new Map<string, string>([[MIGRATION_ROUTES.nbd, sockets.nbd]]);
-          if (sockets.ram) routes.set(MIGRATION_ROUTES.ram, sockets.ram);
-          state.removeRoutes = host.addRoutes(routes);
-          log.info({ disks: request.disks, ram: request.ram, sockets }, 'migration prepared');
-          return { ok: true, routes: { nbd: MIGRATION_ROUTES.nbd, ram: sockets.ram ? MIGRATION_ROUTES.ram : null } };
+          const socket = await target.prepare(request.disks, request.ram);
+          state.removeRoutes = host.addRoutes(new Map([[MIGRATION_ROUTES.nbd, socket]]));
+          log.info({ disks: request.disks, ram: request.ram, socket }, 'migration prepared');
+          return { ok: true, route: MIGRATION_ROUTES.nbd };
+        }
+        case 'ram': {
+          if (!state.removeRoutes) return { ok: false, error: 'no migration prepared on this session' };
+          const socket = await target.receiveRam();
+          const removeRam = host.addRoutes(new Map([[MIGRATION_ROUTES.ram, socket]]));
+          const removeDisks = state.removeRoutes;
+          state.removeRoutes = () => (removeDisks(), removeRam());
+          log.info({ socket }, 'migration receiving RAM');
+          return { ok: true, route: MIGRATION_ROUTES.ram };
         }
         case 'finish': {
           const status = await target.finish();

@@ -13,11 +13,6 @@ interface NamedNode {
   image: { 'virtual-size': number };
 }
 
-/** Where the destination QEMU listens: beside its QMP socket, a folder QEMU can write to. */
-export interface TargetSockets {
-  nbd: string;
-  ram: string | null;
-}
 
 const QMP_CONNECT_MS = 5_000;
 /** After the source says the RAM copy is complete, the destination must leave "inmigrate" within this. */
@@ -26,14 +21,15 @@ const INCOMING_DONE_MS = 60_000;
 export class MigrationTarget {
   private qmp: QmpClient | null = null;
   private nbdServerStarted = false;
+  private receivingRam = false;
 
   constructor(
     readonly vm: string,
     private readonly qmpSocket: string,
   ) {}
 
-  /** Checks everything first, then starts serving: a refusal leaves the QEMU untouched. */
-  async prepare(disks: DiskSpec[], ram: boolean): Promise<TargetSockets> {
+  /** Checks everything first, then serves the disks over NBD; resolves with the NBD server's socket. A refusal leaves the QEMU untouched. */
+  async prepare(disks: DiskSpec[], ram: boolean): Promise<string> {
     const qmp = (this.qmp = await QmpClient.connect(this.qmpSocket, QMP_CONNECT_MS).catch((error: Error) => {
       throw new Error(`VM '${this.vm}': cannot reach its QMP socket: ${error.message}`);
     }));
@@ -49,26 +45,40 @@ export class MigrationTarget {
       const { status } = await qmp.execute<{ status: string }>('query-status');
       if (status !== 'inmigrate') throw new Error(`VM '${this.vm}' is ${status} on the destination; RAM can only go into a QEMU started with -incoming defer`);
     }
-    const base = join(dirname(this.qmpSocket), `nbd-tunnel-${this.vm}`);
-    const sockets = { nbd: `${base}-nbd.sock`, ram: ram ? `${base}-ram.sock` : null };
+    const socket = this.socketPath('nbd');
     if (disks.length > 0) {
-      await qmp.execute('nbd-server-start', { addr: { type: 'unix', data: { path: sockets.nbd } } });
+      await qmp.execute('nbd-server-start', { addr: { type: 'unix', data: { path: socket } } });
       this.nbdServerStarted = true;
       for (const disk of disks) {
         await qmp.execute('block-export-add', { type: 'nbd', id: `nbd-tunnel-${disk.node}`, 'node-name': disk.node, name: disk.node, writable: true });
       }
     }
-    if (sockets.ram) {
-      // As libvirt does: with -S, the disks are taken over only at `cont`, after the NBD server stopped writing them.
-      await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'late-block-activate', state: true }] });
-      await qmp.execute('migrate-incoming', { uri: `unix:${sockets.ram}` });
-    }
-    return sockets;
+    return socket;
+  }
+
+  /** Listens for the RAM stream; resolves with its socket. From here on an abort cannot give the QEMU back: a failed incoming migration ends it. */
+  async receiveRam(): Promise<string> {
+    const qmp = this.connected();
+    const socket = this.socketPath('ram');
+    // As libvirt does: with -S, the disks are taken over only at `cont`, after the NBD server stopped writing them.
+    await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'late-block-activate', state: true }] });
+    await qmp.execute('migrate-incoming', { uri: `unix:${socket}` });
+    this.receivingRam = true;
+    return socket;
+  }
+
+  /** Beside the QMP socket: a folder the QEMU can create sockets in. */
+  private socketPath(kind: 'nbd' | 'ram'): string {
+    return join(dirname(this.qmpSocket), `nbd-tunnel-${this.vm}-${kind}.sock`);
   }
 
   /** The source has its copy done: stop serving the disks; after a RAM migration, run the VM. Resolves with its status. */
   async finish(): Promise<string> {
     const qmp = this.connected();
+    if (!this.receivingRam) {
+      await this.stopNbdServer();
+      return (await qmp.execute<{ status: string }>('query-status')).status;
+    }
     const deadline = Date.now() + INCOMING_DONE_MS;
     let { status } = await qmp.execute<{ status: string }>('query-status');
     while (status === 'inmigrate' && Date.now() < deadline) {
