@@ -2,6 +2,7 @@
 // whose every connection becomes a stream to one of the migration's routes on our session.
 import { statSync } from 'node:fs';
 import type { Server, Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log.js';
 import { openDeadlineMs, relay, requestOpen, type Session } from '../tunnel/index.js';
 import { clearStaleSocket, closeServer, listenUnix, removeSocketFile } from '../unix-socket.js';
@@ -10,7 +11,11 @@ export interface Bridge {
   readonly path: string;
   /** Connections made through it so far. */
   readonly connections: number;
-  close(): Promise<void>;
+  /**
+   * Stops listening. `graceMs`: how long QEMU's connections may take to end by themselves (a
+   * finished migration closes them once its last bytes are through); then they are closed.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 /** Group and mode of the socket: QEMU's group (the QMP socket's) may connect, nobody else. */
@@ -33,10 +38,11 @@ export async function openBridge(path: string, route: string, session: Session, 
     get connections() {
       return connections;
     },
-    /** Stops listening and closes QEMU's connections still open (a migration that ended or failed uses them no more). */
-    async close() {
+    async close(graceMs = 0) {
       const closed = closeServer(server);
       removeSocketFile(path);
+      // Settles when every connection has ended (the server's close waits for them), or after the grace.
+      await Promise.race([closed, sleep(graceMs, undefined, { ref: false })]);
       for (const socket of live) socket.destroy();
       await closed;
     },

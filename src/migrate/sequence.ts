@@ -69,6 +69,10 @@ interface MigrationInfo {
 }
 
 const POLL_MS = 250;
+/** While RAM goes: the guest is paused at pre-switchover until the poll that sees it, so look often. */
+const MIGRATION_POLL_MS = 20;
+/** How long QEMU's connections may take to end by themselves once their work is done. */
+const BRIDGE_GRACE_MS = 10_000;
 /** A command to a QEMU being undone may fail (the thing is gone already); its error is not the story. */
 const quietly = (step: Promise<unknown>): Promise<unknown> => step.catch(() => undefined);
 
@@ -129,13 +133,14 @@ export async function migrate(
       ram = { bytes: done.ram?.transferred ?? 0, mbps: Math.round(((done.ram?.transferred ?? 0) / Math.max(1, Date.now() - ramStarted)) / 1e3) };
       downtimeMs = done.downtime ?? null;
       await quietly(qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'pause-before-switchover', state: false }] }));
-      await ramBridge.close();
+      // "completed" comes before QEMU closes its end: the stream's last bytes may still be on their way.
+      await ramBridge.close(BRIDGE_GRACE_MS);
     }
     onProgress({ phase: 'finish', disks: [], ram: null });
     for (const job of jobs) await qmp.execute('blockdev-del', { 'node-name': job.target });
+    await nbdBridge.close(BRIDGE_GRACE_MS); // blockdev-del disconnected the NBD clients
     const finished = await control.request({ op: 'finish' });
     control.close();
-    await nbdBridge.close();
     return {
       vm: options.vm,
       disks: jobs.map((job) => {
@@ -246,7 +251,7 @@ async function waitMigration(qmp: QmpClient, status: string, onProgress: (ram: M
     if (info.status === 'failed' || info.status === 'cancelled') throw new Error(`RAM migration ${info.status}: ${info['error-desc'] ?? 'no error given'}`);
     if (info.ram) onProgress({ transferred: info.ram.transferred, total: info.ram.total, remaining: info.ram.remaining });
     // An interrupt rejects with its reason (why the migration stops), not the timer's AbortError.
-    await sleep(POLL_MS, undefined, { signal }).catch(() => signal.throwIfAborted());
+    await sleep(MIGRATION_POLL_MS, undefined, { signal }).catch(() => signal.throwIfAborted());
   }
 }
 
