@@ -66,7 +66,9 @@ async function throughTunnel(demo: Demo, boot: GuestBoot, pki: Pki): Promise<Res
     const { code, signal } = await Promise.race([migrate.exited, timeout]);
     if (code !== 0) {
       const warnings = dest.logs.filter((l) => (l.level ?? 0) >= 40).map((l) => `\n    dest: ${JSON.stringify(l)}`);
-      throw new Error(`nbd-tunnel migrate exited with ${code ?? signal}${warnings.join('')}`);
+      const qemus = [pair.source, pair.dest].filter((vm) => vm.child.proc.exitCode !== null || vm.child.proc.signalCode !== null);
+      const exits = qemus.map((vm) => `\n    ${vm.options.name} QEMU exited (${vm.child.proc.exitCode ?? vm.child.proc.signalCode}): ${vm.child.stderr.trim().slice(-500)}`);
+      throw new Error(`nbd-tunnel migrate exited with ${code ?? signal}${warnings.join('')}${exits.join('')}`);
     }
     return { checks: await checkDestination(pair, pair.source.lastProgress(), BLOCKS), figures: await figuresFromQemu(pair.source.qmp, DISK_BYTES) };
   } finally {
