@@ -1,47 +1,51 @@
-// The main job, end to end: throwaway CA and certificates, destination and source proxies, two
-// qemu-storage-daemons, a 1 GiB disk with data and zero regions mirrored with blockdev-mirror
-// through the tunnel, then qemu-img compare. `--direct` also runs the same mirror without the tunnel.
-import { join } from 'node:path';
-import { makeTempDir, removeDir, startRig, type Rig } from '../test/harness/index.js';
+// `npm run demo`: a live migration of a running guest through nbd-tunnel (demo/live.ts);
+// `-- --storage-only`: a 1 GiB disk mirrored through the tunnel (demo/storage.ts); `--direct`
+// adds the baseline without the tunnel. Ends with `verdict: PASS (…)` (exit 0) or
+// `verdict: FAIL (…)` (exit 1). Everything it starts is stopped by PID, also on failure,
+// Ctrl-C or SIGTERM, and its temp folder removed.
+import { makeTempDir, removeDir } from '../test/harness/index.js';
+import type { Demo, Outcome } from './demo/context.js';
+import { liveDemo } from './demo/live.js';
+import { storageDemo } from './demo/storage.js';
+import { Stops } from './demo/stops.js';
 
-const SIZE = 1024 * 1024 * 1024;
-const withDirect = process.argv.includes('--direct');
-
-function say(text: string): void {
-  process.stdout.write(`${text}\n`);
+const FLAGS = ['--storage-only', '--direct'];
+const args = process.argv.slice(2);
+const unknown = args.filter((a) => !FLAGS.includes(a));
+if (unknown.length > 0) {
+  process.stderr.write(`demo: unknown ${unknown.join(' ')}; usage: npm run demo [-- [--storage-only] [--direct]]\n`);
+  process.exit(2);
 }
 
-async function mirrorOnce(dir: string, tunnel: boolean): Promise<{ mbps: number; identical: boolean }> {
-  let rig: Rig | null = null;
-  try {
-    rig = await startRig({ dir, tunnel, disks: [{ name: 'demo-vda', size: SIZE, seed: 2026 }] });
-    if (rig.tunnel) say(`  tunnel up: wss://localhost:${rig.tunnel.port} (TLS 1.3, mutual certificates)`);
-    const readyMs = await rig.mirrorAll();
-    const [result] = await rig.verify();
-    return { mbps: SIZE / 1e6 / (readyMs / 1000), identical: result.identical };
-  } finally {
-    await rig?.stop();
-  }
-}
+const say = (text: string): void => void process.stdout.write(`${text}\n`);
+const demo: Demo = { dir: await makeTempDir('nbdt-demo-'), stops: new Stops(), direct: args.includes('--direct'), say };
 
-const dir = await makeTempDir('nbdt-demo-');
-let ok = true;
+let interrupted = false;
+const onSignal = (signal: NodeJS.Signals): void => {
+  if (interrupted) return;
+  interrupted = true;
+  say(`\n${signal}: stopping what the demo started`);
+  void demo.stops
+    .run()
+    .then(() => removeDir(demo.dir))
+    .finally(() => {
+      say(`verdict: FAIL (interrupted by ${signal})`);
+      process.exit(130);
+    });
+};
+process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
+
+let outcome: Outcome;
 try {
-  say('nbd-tunnel demo: 1 GiB disk, blockdev-mirror (sync=full) through the tunnel');
-  const tunnel = await mirrorOnce(join(dir, 'tunnel'), true);
-  say(`  through nbd-tunnel: ${tunnel.mbps.toFixed(0)} MB/s to READY, images ${tunnel.identical ? 'identical' : 'DIFFERENT'}`);
-  ok = tunnel.identical;
-  if (withDirect) {
-    const direct = await mirrorOnce(join(dir, 'direct'), false);
-    say(`  direct UNIX socket: ${direct.mbps.toFixed(0)} MB/s to READY, images ${direct.identical ? 'identical' : 'DIFFERENT'}`);
-    say(`  tunnel / direct: ${(tunnel.mbps / direct.mbps).toFixed(2)}`);
-    ok &&= direct.identical;
-  }
-  say(ok ? 'verdict: PASS (qemu-img compare: identical)' : 'verdict: FAIL (qemu-img compare found differences)');
+  outcome = await (args.includes('--storage-only') ? storageDemo : liveDemo)(demo);
 } catch (error) {
-  ok = false;
-  say(`verdict: FAIL (${(error as Error).message})`);
+  const message = (error as Error).message;
+  if (message.includes('\n') && !interrupted) say(message);
+  outcome = { ok: false, verdict: message.split('\n')[0] };
 } finally {
-  await removeDir(dir);
+  await demo.stops.run();
+  await removeDir(demo.dir);
 }
-process.exit(ok ? 0 : 1);
+if (interrupted) await new Promise(() => {}); // onSignal exits
+say(`verdict: ${outcome.ok ? 'PASS' : 'FAIL'} (${outcome.verdict})`);
+process.exit(outcome.ok ? 0 : 1);

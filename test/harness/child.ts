@@ -13,6 +13,8 @@ export interface ExitStatus {
 export interface SpawnOpts {
   cwd?: string;
   env?: NodeJS.ProcessEnv;
+  /** `inherit`: the child writes to this process's stdout and stderr (nothing is captured). Default `pipe`. */
+  output?: 'pipe' | 'inherit';
 }
 
 export interface Child {
@@ -40,7 +42,8 @@ process.once('exit', () => {
 
 /** Resolves once the process is running (so `pid` is real); rejects if it could not be started (e.g. ENOENT). */
 export async function spawnChild(cmd: string, args: readonly string[], opts: SpawnOpts = {}): Promise<Child> {
-  const proc = spawn(cmd, args, { ...opts, stdio: ['ignore', 'pipe', 'pipe'] });
+  const { output = 'pipe', ...spawnOpts } = opts;
+  const proc = spawn(cmd, args, { ...spawnOpts, stdio: ['ignore', output, output] });
   const stdout = capture(proc.stdout);
   const stderr = capture(proc.stderr);
   await once(proc, 'spawn');
@@ -112,8 +115,9 @@ function commandLine(cmd: string, args: readonly string[]): string {
 }
 
 /** Accumulates a stream's text, keeping only the tail; returns a reader for the current tail. */
-function capture(stream: Readable): () => string {
+function capture(stream: Readable | null): () => string {
   let text = '';
+  if (stream === null) return () => text;
   stream.setEncoding('utf8');
   stream.on('data', (chunk: string) => {
     text += chunk;
