@@ -4,7 +4,7 @@ import { statSync } from 'node:fs';
 import type { Server, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log.js';
-import { openDeadlineMs, relay, requestOpen, type Session } from '../tunnel/index.js';
+import { LOCAL_HIGH_WATER_MARK, openDeadlineMs, relay, requestOpen, type Session } from '../tunnel/index.js';
 import { clearStaleSocket, closeServer, listenUnix, removeSocketFile } from '../unix-socket.js';
 
 export interface Bridge {
@@ -32,7 +32,7 @@ export async function openBridge(path: string, route: string, session: Session, 
     socket.once('close', () => live.delete(socket));
     void carry(socket, route, session, log);
   };
-  const server: Server = await listenUnix(label, path, { mode: BRIDGE_MODE, gid: statSync(qmpSocket).gid }, { allowHalfOpen: true, pauseOnConnect: true }, onConnection);
+  const server: Server = await listenUnix(label, path, { mode: BRIDGE_MODE, gid: statSync(qmpSocket).gid }, { allowHalfOpen: true, pauseOnConnect: true, highWaterMark: LOCAL_HIGH_WATER_MARK }, onConnection);
   return {
     path,
     get connections() {
