@@ -71,6 +71,8 @@ interface MigrationInfo {
 const POLL_MS = 250;
 /** While RAM goes: the guest is paused at pre-switchover until the poll that sees it, so look often. */
 const MIGRATION_POLL_MS = 20;
+/** How long a cancelled mirror may take to end. */
+const JOB_END_MS = 60_000;
 /** How long QEMU's connections may take to end by themselves once their work is done. */
 const BRIDGE_GRACE_MS = 10_000;
 /** A command to a QEMU being undone may fail (the thing is gone already); its error is not the story. */
@@ -230,16 +232,14 @@ function jobError(qmp: QmpClient, job: string): string | null {
   return typeof ended?.data.error === 'string' ? ended.data.error : null;
 }
 
-/** block-job-cancel: after READY it completes the mirror (the copy consistent now); `force` abandons it. Waits until it is gone. */
+/** block-job-cancel: after READY it completes the mirror (the copy consistent now); `force` abandons it. Waits for the job's end event. */
 async function cancelJob(qmp: QmpClient, job: string, force: boolean): Promise<void> {
+  // Waited for by event, not by polling: at switch-over the guest is paused meanwhile.
+  const ended = qmp.waitEvent(['BLOCK_JOB_COMPLETED', 'BLOCK_JOB_CANCELLED'], (e) => e.data.device === job, JOB_END_MS);
+  ended.catch(() => {}); // the cancel below may fail first (a job already gone), and that is the error
   await qmp.execute('block-job-cancel', { device: job, force });
-  for (;;) {
-    const running = await qmp.execute<BlockJob[]>('query-block-jobs');
-    if (!running.some((j) => j.device === job)) break;
-    await sleep(50);
-  }
-  const error = jobError(qmp, job);
-  if (error && !force) throw new Error(`mirror job ${job} failed at completion: ${error}`);
+  const { data } = await ended;
+  if (typeof data.error === 'string' && !force) throw new Error(`mirror job ${job} failed at completion: ${data.error}`);
 }
 
 /** Polls query-migrate until `status`; a failed or cancelled migration rejects with QEMU's error text. */
