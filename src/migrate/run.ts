@@ -2,7 +2,7 @@
 // Ctrl-C (SIGINT) or SIGTERM turned into an undo instead of an exit halfway.
 import type { Logger } from '../log.js';
 import { QmpClient } from '../qmp/index.js';
-import { connectTunnel, type ClientOptions } from '../tunnel/index.js';
+import { Connector, type ClientOptions } from '../tunnel/index.js';
 import { progressView } from './progress.js';
 import { migrate, type MigrateOptions, type MigrationReport } from './sequence.js';
 
@@ -14,6 +14,8 @@ export interface MigrateConfig {
 }
 
 const QMP_CONNECT_MS = 5_000;
+/** How long a lost connection may take to come back before the migration fails (and is undone). */
+const RESUME_TIMEOUT_MS = 60_000;
 
 export async function runMigrate(config: MigrateConfig, log: Logger, terminal: NodeJS.WriteStream | null): Promise<MigrationReport> {
   const interrupt = new AbortController();
@@ -23,19 +25,18 @@ export async function runMigrate(config: MigrateConfig, log: Logger, terminal: N
     const qmp = await QmpClient.connect(config.qmp, QMP_CONNECT_MS).catch((error: Error) => {
       throw new Error(`--qmp ${config.qmp}: ${error.message}`);
     });
+    // Resumable, as the source proxy's: a network blip pauses the migration instead of failing it.
+    const connector = new Connector({ session: { resumeTimeoutMs: RESUME_TIMEOUT_MS }, ...config.tunnel }, log);
     try {
-      const session = await connectTunnel(config.tunnel).catch((error: Error) => {
+      const session = await connector.acquire().catch((error: Error) => {
         throw new Error(`--connect ${config.tunnel.url}: ${error.message}`);
       });
-      try {
-        const view = progressView(log, terminal);
-        const report = await migrate(qmp, config.qmp, session, config.migration, log, (p) => view.update(p), interrupt.signal);
-        view.end();
-        return report;
-      } finally {
-        await session.close(new Error('migration over'));
-      }
+      const view = progressView(log, terminal);
+      const report = await migrate(qmp, config.qmp, session, config.migration, log, (p) => view.update(p), interrupt.signal);
+      view.end();
+      return report;
     } finally {
+      await connector.stop('migration over');
       await qmp.close();
     }
   } finally {

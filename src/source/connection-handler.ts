@@ -2,8 +2,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { observedRelay, type Observation } from '../metrics/index.js';
-import { OpenRefusedError, openDeadlineMs, requestOpen, type Stream, type StreamError } from '../tunnel/index.js';
-import type { Connector } from './connector.js';
+import { OpenRefusedError, openDeadlineMs, requestOpen, type Connector, type Stream, type StreamError } from '../tunnel/index.js';
 
 export async function handleConnection(
   socket: Socket,

@@ -6,9 +6,9 @@ import type { Socket } from 'node:net';
 import { reloadOnHangup, type SourceConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import { Registry, startMetrics } from '../metrics/index.js';
+import { Connector } from '../tunnel/index.js';
 import type { StatusDocument } from '../status/index.js';
 import { handleConnection } from './connection-handler.js';
-import { Connector } from './connector.js';
 import { listenRoutes } from './listening.js';
 
 export interface Running {
@@ -159,7 +159,7 @@ function startTunnel(config: SourceConfig, log: Logger): Tunnel {
   const connector = new Connector(
     { url: config.url, ...config.tls, servername: config.servername, token: config.token, session: config.session },
     log,
-    registry,
+    (info, session) => registry.trackSession(info, session),
   );
   connector.start();
   return {

@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CLI, run, spawnChild, startProxy, type LogLine, type Proxy, type QmpClient } from '../harness/index.js';
+import { CLI, run, spawnChild, startProxy, startTcpRelay, type LogLine, type Proxy, type QmpClient } from '../harness/index.js';
 import { GUEST_BLOCK } from '../harness/guest/blocks.js';
 import { buildGuest, type GuestBoot } from '../harness/guest/build.js';
 import { startMigrationPair, type MigrationPair, type PairLink, type PairLinkFactory } from '../harness/guest/pair.js';
@@ -130,6 +130,34 @@ for (const copyMode of ['background', 'write-blocking'] as const) {
     });
   });
 }
+
+test('migrate through a link that is reset mid-mirror: the session resumes, the migration completes, every block verified', { timeout: 300_000 }, async (t) => {
+  const link = destProxyLink();
+  await withPair('reset', link, async (pair) => {
+    const relay = await startTcpRelay({ target: { host: '127.0.0.1', port: portOf(link.proxy()) } });
+    try {
+      // 16 MB/s: the mirror takes seconds, so the reset lands inside it.
+      const child = await spawnChild(process.execPath, migrateArgs(pair, relay.port, ['--speed', '16']));
+      try {
+        await mirrorCopying(pair.source.qmp);
+        relay.resetAll();
+        const { code } = await child.exited;
+        const migrated = parseRun({ code: code ?? -1, stdout: child.stdout, stderr: child.stderr });
+        t.diagnostic(`summary: ${JSON.stringify(migrated.summary)}`);
+        assert.equal(migrated.code, 0, `migrate exited ${migrated.code}: ${migrated.stderr}`);
+        assert.equal(migrated.lines.filter((l) => l.msg === 'session resumed').length, 1, 'the one session resumed');
+        assert.equal(relay.accepted, 2, 'one tunnel connection, plus the one after the reset');
+        assert.equal((await pair.dest.qmp.execute<{ status: string }>('query-status')).status, 'running');
+        const verified = await pair.dest.verify();
+        assert.ok(verified.ok, verified.line);
+      } finally {
+        await child.stop();
+      }
+    } finally {
+      await relay.close();
+    }
+  });
+});
 
 test('migrate --storage-only: the disk mirrored to a consistent copy, the source guest keeps running, nothing left on either QEMU', { timeout: 300_000 }, async (t) => {
   const link = destProxyLink();

@@ -1,15 +1,24 @@
 // Keeps one session to the destination: connects, and after a loss reconnects with backoff,
 // resuming the session when it is resumable (its streams wait meanwhile), else making a new one.
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Logger } from '../log.js';
-import type { Registry } from '../metrics/index.js';
-import { connectTunnel, resumeTunnel, sessionId, TunnelRefusedError, type ClientOptions, type Session } from '../tunnel/index.js';
+import type { Logger } from 'pino';
+import { connectTunnel, resumeTunnel, sessionId, type ClientOptions } from './client.js';
+import { TunnelRefusedError } from './errors.js';
+import type { Session } from './session.js';
 
 const FIRST_RETRY_MS = 250;
 const MAX_RETRY_MS = 5_000;
 const MISDIRECTED_RETRY_MS = 20;
 /** How long shutting down waits for the destination to take the session's close. */
 const CLOSE_WAIT_MS = 1_000;
+
+/** A session as the Connector describes it to its tracker. */
+export interface ConnectedSession {
+  id: number;
+  peer: string;
+  rttMs: number | null;
+  suspended: boolean;
+}
 
 export class Connector {
   private session: Session | null = null;
@@ -27,7 +36,8 @@ export class Connector {
   constructor(
     private options: ClientOptions,
     private readonly log: Logger,
-    private readonly registry: Registry,
+    /** Called with each new session and its entry for logs and /status, kept current here (rtt, suspended). */
+    private readonly track: (info: ConnectedSession, session: Session) => void = () => {},
   ) {}
 
   /** Streams of every session, suspended ones included. */
@@ -58,11 +68,11 @@ export class Connector {
    * them at once rather than waiting for a resume; settles when they are gone, or after
    * CLOSE_WAIT_MS for a destination that does not answer.
    */
-  async stop(): Promise<void> {
+  async stop(reason = 'source shutting down'): Promise<void> {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.resumeTimer) clearTimeout(this.resumeTimer);
-    const closing = Promise.all([...this.live].map((session) => session.close(new Error('source shutting down'))));
+    const closing = Promise.all([...this.live].map((session) => session.close(new Error(reason))));
     await Promise.race([closing, sleep(CLOSE_WAIT_MS, undefined, { ref: false })]);
   }
 
@@ -75,7 +85,7 @@ export class Connector {
       this.session = session;
       this.live.add(session);
       const info = { id: ++this.sessionNumber, peer: this.options.url, rttMs: null as number | null, suspended: false };
-      this.registry.trackSession(info, session);
+      this.track(info, session);
       const log = this.log.child({ session: info.id });
       log.info({ url: this.options.url, resumable: session.resumable, sessionId: sessionId(session) }, 'connected');
       session.on('rtt', (ms) => (info.rttMs = ms));
