@@ -88,6 +88,18 @@ function splitEnvList(values: string[], separator: string): string[] {
 
 const splitEnvRoutes = (routes: string[]): string[] => splitEnvList(routes, ',');
 
+/**
+ * commander turns --no-inspect off for any value of NBD_TUNNEL_NO_INSPECT, "0" and "false"
+ * included; read the value as an operator means it.
+ */
+function inspectSwitch(command: Command, inspect: boolean): boolean {
+  if (command.getOptionValueSource('inspect') !== 'env') return inspect;
+  const value = (process.env.NBD_TUNNEL_NO_INSPECT ?? '').trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(value)) return false;
+  if (['', '0', 'false', 'no', 'off'].includes(value)) return true;
+  throw new ConfigError(`NBD_TUNNEL_NO_INSPECT '${value}': expected 1/true/yes/on (no inspection) or 0/false/no/off`);
+}
+
 interface Running {
   readyFields: Record<string, unknown>;
   /** Drain: no new connections from now on (synchronous: a second signal exits right after). */
@@ -101,6 +113,8 @@ interface Role {
   name: 'dest' | 'source';
   /** The line printed once the role serves: "listening" (dest) or "ready" (source). */
   readyMsg: string;
+  /** Settings worth seeing in that line. */
+  readyExtra: Record<string, unknown>;
   drainTimeoutMs: number;
   logLevel: LogLevel;
   /** Processes to run; more than one means a primary and that many workers. */
@@ -164,7 +178,7 @@ async function start(role: Role): Promise<void> {
     fail(error as Error, 1);
   }
   if (inWorker) reportReady(running.readyFields);
-  else log.info(running.readyFields, role.readyMsg);
+  else log.info({ ...running.readyFields, ...role.readyExtra }, role.readyMsg);
   const status = running.status;
   if (role.progressView && status) {
     const view = setInterval(() => redraw(renderStatus(status(), true)), PROGRESS_VIEW_MS);
@@ -248,12 +262,13 @@ addCommonOptions(
     ),
 ).action(async (flags: DestFlags, command: Command) => {
   const config = buildConfig(() => {
-    const loaded = loadFlags(command, { ...flags, route: splitEnvRoutes(flags.route), vm: splitEnvRoutes(flags.vm), allow: splitEnvList(flags.allow, ';') });
+    const loaded = loadFlags(command, { ...flags, inspect: inspectSwitch(command, flags.inspect), route: splitEnvRoutes(flags.route), vm: splitEnvRoutes(flags.vm), allow: splitEnvList(flags.allow, ';') });
     return destConfig(loaded.flags, loaded.reread);
   });
   await start({
     name: 'dest',
     readyMsg: 'listening',
+    readyExtra: { inspect: config.inspect },
     drainTimeoutMs: config.drainTimeoutMs,
     logLevel: config.logLevel,
     processes: config.workers,
@@ -279,13 +294,14 @@ addCommonOptions(
 ).action(async (flags: SourceFlags, command: Command) => {
   let explicitLogLevel = command.getOptionValueSource('logLevel') !== 'default';
   const config = buildConfig(() => {
-    const loaded = loadFlags(command, { ...flags, route: splitEnvRoutes(flags.route) });
+    const loaded = loadFlags(command, { ...flags, inspect: inspectSwitch(command, flags.inspect), route: splitEnvRoutes(flags.route) });
     explicitLogLevel ||= loaded.fromFile.has('logLevel');
     return sourceConfig(loaded.flags, loaded.reread);
   });
   await start({
     name: 'source',
     readyMsg: 'ready',
+    readyExtra: { inspect: config.inspect },
     drainTimeoutMs: config.drainTimeoutMs,
     logLevel: config.logLevel,
     processes: config.connections,

@@ -1,7 +1,7 @@
 // One typed, validated config object per role. Precedence: flags > NBD_TUNNEL_* env > --config
 // file > defaults (commander applies the first two, config-file.ts the third; this file checks
 // values and reads files).
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LOG_LEVELS, type Logger, type LogLevel } from './log.js';
@@ -241,7 +241,7 @@ export function migrateConfig(flags: MigrateFlags): MigrateCommandConfig {
     qmp: socketPath('--qmp', flags.qmp),
     url: url.toString(),
     servername: flags.servername,
-    tls: flags.insecure ? undefined : readTls(flags, 'client'),
+    tls: flags.insecure ? noTls(flags) : readTls(flags, 'client'),
     token: flags.tokenFile === undefined ? undefined : readToken(flags.tokenFile),
     vm: flags.vm,
     disks: flags.disk,
@@ -274,7 +274,7 @@ function commonConfig(flags: CommonFlags, processes: number, processFlag: string
     routes: parseRoutes(flags.route, routeDir !== undefined || routesOr === null ? null : routesOr),
     routeDir,
     configFile: flags.config,
-    tls: flags.insecure ? undefined : readTls(flags, pkiRole),
+    tls: flags.insecure ? noTls(flags) : readTls(flags, pkiRole),
     token: flags.tokenFile === undefined ? undefined : readToken(flags.tokenFile),
     logLevel: flags.logLevel,
     logFormat: flags.logFormat,
@@ -289,6 +289,16 @@ function commonConfig(flags: CommonFlags, processes: number, processFlag: string
       keepaliveTimeoutMs,
     },
   };
+}
+
+/** --insecure: no TLS, so certificate flags would be silently ignored; say so instead. */
+function noTls(flags: Pick<CommonFlags, 'ca' | 'cert' | 'key' | 'pkiDir'>): undefined {
+  const given = (['ca', 'cert', 'key', 'pkiDir'] as const).filter((name) => flags[name] !== undefined);
+  if (given.length > 0) {
+    const names = given.map((name) => (name === 'pkiDir' ? '--pki-dir' : `--${name}`)).join(', ');
+    throw new ConfigError(`${names}: not used with --insecure (plain ws://, no TLS); drop ${given.length > 1 ? 'them' : 'it'} or --insecure`);
+  }
+  return undefined;
 }
 
 /** --ca/--cert/--key, each defaulting to its file in --pki-dir (ca-cert.pem, <role>-cert.pem, <role>-key.pem). */
@@ -306,6 +316,7 @@ function readTls(flags: Pick<CommonFlags, 'ca' | 'cert' | 'key' | 'pkiDir'>, pki
   checkValidity('--cert', certPath, cert);
   const key = readPem('--key', keyPath);
   refuseWorldReadable('--key', keyPath);
+  checkKeyMatches(certPath, cert, keyPath, key);
   return { ca, cert, key };
 }
 
@@ -358,12 +369,13 @@ function parseRouteDir(value: string): string {
   return dir;
 }
 
+/** HOST:PORT, [ADDR]:PORT, or :PORT for every IPv4 address (0.0.0.0). */
 export function parseListen(value: string, flag = '--listen'): { host: string; port: number } {
-  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(value);
-  if (!match) throw new ConfigError(`${flag} '${value}': expected HOST:PORT (IPv6 as [ADDR]:PORT)`);
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(value);
+  if (!match) throw new ConfigError(`${flag} '${value}': expected HOST:PORT, :PORT for every address, or [ADDR]:PORT for IPv6`);
   const port = Number(match[3]);
   if (port > 65535) throw new ConfigError(`${flag} '${value}': port must be 0-65535 (0: any free port, logged)`);
-  return { host: match[1] ?? match[2], port };
+  return { host: match[1] ?? (match[2] || '0.0.0.0'), port };
 }
 
 /** Sizes as bytes, or with a K/M/G suffix (binary units). */
@@ -375,10 +387,12 @@ export function parseSize(flag: string, value: string): number {
   return Number(match[1]) * scale;
 }
 
+/** Seconds, as a number or with a unit: `30`, `30s`, `500ms`, `2m`. Returns milliseconds. */
 function parseSeconds(flag: string, value: string): number {
-  const seconds = Number(value);
-  if (!Number.isFinite(seconds) || seconds < 0) throw new ConfigError(`${flag} '${value}': expected seconds, 0 or more`);
-  return Math.round(seconds * 1000);
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim());
+  if (!match) throw new ConfigError(`${flag} '${value}': expected seconds, 0 or more (30, 30s, 500ms or 2m)`);
+  const unitMs = { ms: 1, s: 1000, m: 60_000 }[(match[2] ?? 's') as 'ms' | 's' | 'm'];
+  return Math.round(Number(match[1]) * unitMs);
 }
 
 /** Loopback: 127.0.0.0/8, ::1, localhost. */
@@ -487,6 +501,23 @@ function checkValidity(flag: string, path: string, pem: Buffer): void {
     const state = now < from ? 'not yet valid' : 'expired';
     throw new ConfigError(`${flag} ${path}: certificate ${state}: valid from ${certificate.validFrom} to ${certificate.validTo}`);
   }
+}
+
+/** A key that is not the certificate's fails every handshake later with OpenSSL's words; name both files now. */
+function checkKeyMatches(certPath: string, cert: Buffer, keyPath: string, key: Buffer): void {
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch (error) {
+    throw new ConfigError(`--key ${keyPath}: not a private key this process can read (${(error as Error).message}); an encrypted key must be decrypted first`);
+  }
+  let matches = false;
+  try {
+    matches = new X509Certificate(cert).checkPrivateKey(privateKey);
+  } catch {
+    // not a certificate: checkValidity has named that already
+  }
+  if (!matches) throw new ConfigError(`--key ${keyPath} is not the private key of --cert ${certPath}: give the key made with that certificate`);
 }
 
 function readToken(path: string): string {

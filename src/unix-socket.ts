@@ -1,7 +1,8 @@
 // Listening UNIX sockets that this process owns: the source's route sockets and its control
 // socket. A stale socket file (nothing answers on it) is replaced; a live one, or a path that is
 // not a socket, is refused. `label` starts every message (`--route a=/run/a.sock`, `--control …`).
-import { chmodSync, chownSync, lstatSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, statSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { createConnection, createServer, type Server, type ServerOpts, type Socket } from 'node:net';
 
 /** Who may connect: the socket's mode and, optionally, its group. */
@@ -23,7 +24,7 @@ export async function listenUnix(
   const umask = process.umask(0o177);
   try {
     await new Promise<void>((resolve, reject) => {
-      server.once('error', (error: NodeJS.ErrnoException) => reject(new Error(`${label}: cannot listen: ${error.code ?? error.message}`)));
+      server.once('error', (error: NodeJS.ErrnoException) => reject(new Error(`${label}: cannot listen: ${listenProblem(path, error)}`)));
       server.listen(path, () => resolve());
     });
   } finally {
@@ -38,6 +39,20 @@ export async function listenUnix(
     throw new Error(`${label}: cannot set the socket's group or mode: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
   return server;
+}
+
+/** What stopped a listen, in words that say what to fix: most often the folder. */
+function listenProblem(path: string, error: NodeJS.ErrnoException): string {
+  const dir = dirname(path);
+  let isDir: boolean;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch {
+    return `the folder ${dir} does not exist; create it first (${error.code ?? error.message})`;
+  }
+  if (!isDir) return `${dir} is not a folder (${error.code ?? error.message})`;
+  if (error.code === 'EACCES') return `this process may not create files in ${dir} (EACCES); give its user write access to the folder`;
+  return error.code ?? error.message;
 }
 
 export function closeServer(server: Server): Promise<void> {

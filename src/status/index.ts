@@ -6,8 +6,17 @@ export { bar, renderStatus, size, type StatusDocument };
 
 const REDRAW_MS = 1_000;
 
+/** The proxy's --metrics address: http://HOST:PORT, or HOST:PORT as --metrics takes it. */
+function statusUrl(address: string): URL {
+  try {
+    return new URL('/status', /^[a-z][a-z0-9+.-]*:\/\//i.test(address) ? address : `http://${address}`);
+  } catch {
+    throw new Error(`'${address}' is not an address; give the proxy's --metrics address, as http://HOST:PORT or HOST:PORT`);
+  }
+}
+
 async function fetchStatus(url: string): Promise<StatusDocument> {
-  const target = new URL('/status', url);
+  const target = statusUrl(url);
   let response: Response;
   try {
     response = await fetch(target);

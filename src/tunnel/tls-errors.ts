@@ -14,7 +14,22 @@ const HINTS: Readonly<Record<string, string>> = {
   ECONNRESET: 'the connection was reset',
 };
 
-export function explainConnectError(error: Error & { code?: string }): string {
+/** What Node attaches to a failed host name check. */
+interface AltNameError extends Error {
+  code?: string;
+  host?: string;
+  cert?: { subjectaltname?: string; subject?: { CN?: string | string[] } };
+}
+
+export function explainConnectError(error: AltNameError): string {
+  if (error.code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    const names = error.cert?.subjectaltname || (error.cert?.subject?.CN ? `CN ${String(error.cert.subject.CN)}` : 'no names');
+    return `the destination certificate names ${names}, not '${error.host ?? '?'}': connect by one of those names (--connect) or set --servername (ERR_TLS_CERT_ALTNAME_INVALID)`;
+  }
+  // OpenSSL reads a plain-text answer as a TLS record with an impossible version.
+  if (error.code === 'EPROTO' && /wrong version number|packet length too long|http request/i.test(error.message)) {
+    return 'the destination port does not speak TLS: check that --connect names the nbd-tunnel dest port (plain ws:// only with --insecure on both sides) (EPROTO)';
+  }
   const hint = error.code ? HINTS[error.code] : undefined;
   return hint ? `${hint} (${error.code}: ${error.message})` : error.message;
 }
@@ -34,6 +49,8 @@ export function explainClientCertError(code: string | undefined): string {
       return `client certificate has expired (${code})`;
     case 'CERT_NOT_YET_VALID':
       return `client certificate is not yet valid (${code})`;
+    case 'INVALID_PURPOSE':
+      return `client certificate lacks the clientAuth extended key usage (a server certificate?): use a certificate made for clients (${code})`;
     default:
       return `client certificate rejected (${code})`;
   }

@@ -272,7 +272,7 @@ test('SIGHUP reloads the certificates for new connections; a broken file keeps t
     await dest.waitForLog((l) => l.msg === 'certificates reloaded; new connections use them');
     const after = await connectOnce('after');
     assert.equal(after.msg, 'connect failed');
-    assert.match(String(after.reason), /does not name this host/);
+    assert.match(String(after.reason), /the destination certificate names DNS:other\.example\.org, not 'localhost'/);
   } finally {
     await dest.stop();
   }
@@ -307,5 +307,53 @@ test('--insecure: plain ws:// only on loopback, on both sides', async () => {
   } finally {
     await dest.stop();
     await target.close();
+  }
+});
+
+test('messages that say what to fix: a key that is not the certificate\'s, TLS flags with --insecure, a missing socket folder, durations, env switches', async () => {
+  const dest = ['dest', '--listen', '127.0.0.1:0', '--route', 'a=/tmp/a.sock'];
+  const cases: Array<[string[], number, RegExp, Record<string, string>?]> = [
+    [[...dest, '--cert', pki.serverCert, '--key', pki.clientKey, '--ca', pki.caCert], 2, /^nbd-tunnel: error: --key \S+ is not the private key of --cert \S+: give the key made with that certificate$/],
+    [[...dest, '--insecure', '--cert', '/nope.pem'], 2, /^nbd-tunnel: error: --cert: not used with --insecure \(plain ws:\/\/, no TLS\); drop it or --insecure$/],
+    [[...dest, '--drain-timeout', '30x', ...destTls()], 2, /^nbd-tunnel: error: --drain-timeout '30x': expected seconds, 0 or more \(30, 30s, 500ms or 2m\)$/],
+    [[...dest, ...destTls()], 2, /^nbd-tunnel: error: NBD_TUNNEL_NO_INSPECT 'maybe': expected 1\/true\/yes\/on \(no inspection\) or 0\/false\/no\/off$/, { NBD_TUNNEL_NO_INSPECT: 'maybe' }],
+    [['source', '--connect', 'wss://localhost:1', '--route', `a=${join(dir, 'no-such-folder', 'a.sock')}`, ...sourceTls()], 1, /^nbd-tunnel: error: --route a=\S+: cannot listen: the folder \S+no-such-folder does not exist; create it first \(\w+\)$/],
+    [['status', 'http://[bad'], 1, /^nbd-tunnel: error: 'http:\/\/\[bad' is not an address; give the proxy's --metrics address, as http:\/\/HOST:PORT or HOST:PORT$/],
+  ];
+  for (const [args, status, expected, env] of cases) {
+    const child = await spawnChild(process.execPath, [CLI, ...args], env ? { env: { ...process.env, ...env } } : {});
+    const { code } = await child.exited;
+    assert.equal(code, status, `${args.join(' ')}: exit ${code}, stderr ${child.stderr}`);
+    assert.match(child.stderr.trim(), expected);
+    assert.equal(child.stderr.trim().split('\n').length, 1, `more than one line: ${child.stderr}`);
+  }
+});
+
+test('durations take units, NBD_TUNNEL_NO_INSPECT=0 keeps inspection on, and status takes HOST:PORT', async () => {
+  for (const [value, inspect] of [['0', true], ['false', true], ['1', false]] as const) {
+    const proxy = await startProxy(['dest', '--listen', '127.0.0.1:0', '--route', 'a=/tmp/a.sock', '--drain-timeout', '500ms', '--metrics', '127.0.0.1:0', ...destTls()], 'listening', 10_000, { NBD_TUNNEL_NO_INSPECT: value });
+    try {
+      assert.equal(proxy.logs.find((l) => l.msg === 'listening')?.inspect, inspect, `NBD_TUNNEL_NO_INSPECT=${value}`);
+      const address = String(proxy.logs.find((l) => l.msg === 'listening')?.metrics);
+      const status = await run(process.execPath, [CLI, 'status', address, '--once']);
+      assert.match(status.stdout, /^nbd-tunnel dest \(pid \d+\): 0 session\(s\)\n/);
+    } finally {
+      await proxy.stop();
+    }
+  }
+});
+
+test('--connect at a port that does not speak TLS: the source says so', async () => {
+  const plain = createServer((socket) => socket.end('HTTP/1.1 400 Bad Request\r\n\r\n'));
+  plain.listen(0, '127.0.0.1');
+  await new Promise((resolve) => plain.once('listening', resolve));
+  const { port } = plain.address() as { port: number };
+  const source = await startProxy(['source', '--connect', `wss://localhost:${port}`, '--route', `a=${join(dir, 'plain.sock')}`, ...sourceTls()], 'ready');
+  try {
+    const line = await source.waitForLog((l) => l.msg === 'connect failed');
+    assert.match(String(line.reason), /the destination port does not speak TLS: check that --connect names the nbd-tunnel dest port \(plain ws:\/\/ only with --insecure on both sides\) \(EPROTO\)$/);
+  } finally {
+    await source.stop();
+    plain.close();
   }
 });

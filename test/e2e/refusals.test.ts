@@ -171,12 +171,23 @@ test('client certificate from another CA: refused, the source logs why', async (
   }
 });
 
+test('a server certificate used as the client certificate: refused, naming the missing clientAuth usage', async () => {
+  const source = await badSource('server-as-client', ['--cert', pki.serverCert, '--key', pki.serverKey, '--token-file', tokenFile]);
+  try {
+    await connectAndExpectClose(join(dir, 'server-as-client.sock'));
+    const line = await source.waitForLog(byMsg('connect failed'));
+    assert.match(String(line.reason), /HTTP 401: nbd-tunnel: client certificate lacks the clientAuth extended key usage \(a server certificate\?\): use a certificate made for clients \(INVALID_PURPOSE\)/);
+  } finally {
+    await source.stop();
+  }
+});
+
 test('server name mismatch: the source refuses the destination\'s certificate', async () => {
   const source = await badSource('misnamed', ['--cert', pki.clientCert, '--key', pki.clientKey, '--servername', 'other.example.org', '--token-file', tokenFile]);
   try {
     await connectAndExpectClose(join(dir, 'misnamed.sock'));
     const line = await source.waitForLog(byMsg('connect failed'));
-    assert.match(String(line.reason), /does not name this host.*ERR_TLS_CERT_ALTNAME_INVALID/);
+    assert.match(String(line.reason), /the destination certificate names DNS:localhost.*, not 'other\.example\.org': connect by one of those names \(--connect\) or set --servername \(ERR_TLS_CERT_ALTNAME_INVALID\)$/);
   } finally {
     await source.stop();
   }
