@@ -2,7 +2,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { observedRelay, type Observation } from '../metrics/index.js';
-import { OpenRefusedError, openDeadlineMs, requestOpen, type Connector, type Stream, type StreamError } from '../tunnel/index.js';
+import { OPEN_TIMEOUT_MS, OpenRefusedError, openDeadlineMs, requestOpen, type Connector, type Stream, type StreamError } from '../tunnel/index.js';
 
 export async function handleConnection(
   socket: Socket,
@@ -17,13 +17,14 @@ export async function handleConnection(
   let session: number;
   let deadlineMs: number;
   try {
-    const tunnel = await connector.acquire();
+    // While the destination is unreachable, a new connection waits for the tunnel (up to the open deadline).
+    const tunnel = await connector.acquireWithin(OPEN_TIMEOUT_MS);
     stream = tunnel.open();
     session = connector.sessionNumber;
     deadlineMs = openDeadlineMs(tunnel);
   } catch (error) {
     observation.registry.refused('no-tunnel');
-    log.error({ route, reason: (error as Error).message }, 'stream refused: no tunnel to the destination');
+    log.error({ route, reason: (error as Error).message, waitedMs: Date.now() - started }, 'stream refused: no tunnel to the destination');
     socket.destroy();
     return;
   }

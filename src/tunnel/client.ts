@@ -105,7 +105,7 @@ function openWebSocket(options: ClientOptions, headers: Record<string, string>):
         () => refused(''),
       );
     });
-    ws.once('error', (error: Error) => fail(new Error(`cannot connect to ${options.url}: ${explainConnectError(error)}`)));
+    ws.once('error', (error: Error & { code?: string }) => fail(Object.assign(new Error(`cannot connect to ${options.url}: ${explainConnectError(error)}`), { code: error.code })));
     ws.once('open', () => {
       if (settled) return;
       const response: IncomingMessage | null = upgrade;

@@ -20,11 +20,21 @@ export interface ConnectedSession {
   suspended: boolean;
 }
 
+/** Failures worth waiting through: the destination is down, restarting, busy or unreachable for now. A refusal of this client, or a certificate that does not check out, will still be there in 10 s. */
+const PASSING_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'EPIPE']);
+
+function mayPass(error: unknown): boolean {
+  if (error instanceof TunnelRefusedError) return error.status >= 500 || error.status === 408 || error.status === 421 || error.status === 429;
+  return PASSING_CODES.has((error as { code?: string }).code ?? '');
+}
+
 export class Connector {
   private session: Session | null = null;
   /** Every session not closed yet: the current one, and any going away with streams left. */
   private readonly live = new Set<Session>();
   private attempt: Promise<Session> | null = null;
+  /** Connections waiting for the tunnel (acquireWithin): told how each connect attempt ends. */
+  private readonly attemptWaiters = new Set<(outcome: 'connected' | Error) => void>();
   private failures = 0;
   private retryTimer: NodeJS.Timeout | null = null;
   private resumeTimer: NodeJS.Timeout | null = null;
@@ -54,6 +64,43 @@ export class Connector {
     void this.acquire().catch(() => {}); // failures are logged and retried
   }
 
+  /**
+   * The live session, waiting up to `waitMs` for one: a QEMU connection made while the
+   * destination is unreachable waits through the retries instead of failing at once. Rejects
+   * with the last connect failure when the time is up.
+   */
+  async acquireWithin(waitMs: number): Promise<Session> {
+    const deadline = Date.now() + waitMs;
+    let lastError: unknown;
+    try {
+      return await this.acquire();
+    } catch (error) {
+      lastError = error;
+    }
+    // The connector retries on its own, with backoff; this only waits for the outcome of each try.
+    while (!this.stopped && Date.now() < deadline && mayPass(lastError)) {
+      const outcome = await this.nextAttempt(deadline - Date.now());
+      if (outcome === 'connected' && this.session?.acceptsStreams) return this.session;
+      if (outcome instanceof Error) lastError = outcome;
+    }
+    throw lastError;
+  }
+
+  /** Resolves when the next connect attempt ends ('connected' or its error), or 'timeout'. */
+  private nextAttempt(timeoutMs: number): Promise<'connected' | 'timeout' | Error> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.attemptWaiters.delete(settle);
+        resolve('timeout');
+      }, timeoutMs);
+      const settle = (outcome: 'connected' | Error): void => {
+        clearTimeout(timer);
+        resolve(outcome);
+      };
+      this.attemptWaiters.add(settle);
+    });
+  }
+
   /** The live session, or the outcome of the attempt under way (or started now). */
   acquire(): Promise<Session> {
     if (this.stopped) return Promise.reject(new Error('source is shutting down'));
@@ -70,6 +117,7 @@ export class Connector {
    */
   async stop(reason = 'source shutting down'): Promise<void> {
     this.stopped = true;
+    this.tellWaiters(new Error(reason));
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.resumeTimer) clearTimeout(this.resumeTimer);
     const closing = Promise.all([...this.live].map((session) => session.close(new Error(reason))));
@@ -101,16 +149,24 @@ export class Connector {
         this.live.delete(session);
         this.onSessionClosed(session, reason);
       });
+      this.tellWaiters('connected');
       return session;
     } catch (error) {
       this.failures++;
       const delay = this.backoff(this.failures);
       this.log.error({ url: this.options.url, reason: (error as Error).message, retryInMs: delay }, 'connect failed');
       this.scheduleRetry(delay);
+      this.tellWaiters(error as Error);
       throw error;
     } finally {
       this.attempt = null;
     }
+  }
+
+  private tellWaiters(outcome: 'connected' | Error): void {
+    const waiters = [...this.attemptWaiters];
+    this.attemptWaiters.clear();
+    for (const settle of waiters) settle(outcome);
   }
 
   private onSessionClosed(session: Session, reason: Error): void {

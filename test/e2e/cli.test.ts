@@ -357,3 +357,30 @@ test('--connect at a port that does not speak TLS: the source says so', async ()
     plain.close();
   }
 });
+
+test('a QEMU connection made while the destination is down waits for it (up to 10 s), then goes through', async () => {
+  // A free loopback port, for a destination that starts only after the connection was made.
+  const probe = createServer().listen(0, '127.0.0.1');
+  await new Promise((resolve) => probe.once('listening', resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise((resolve) => probe.close(resolve));
+  const target = await startCountingServer(join(dir, 'late-target.sock'));
+  const source = await startProxy(['source', '--connect', `wss://localhost:${port}`, '--route', `late=${join(dir, 'late.sock')}`, ...sourceTls()], 'ready');
+  let dest: Awaited<ReturnType<typeof startProxy>> | null = null;
+  try {
+    await source.waitForLog((l) => l.msg === 'connect failed');
+    const client = createConnection(join(dir, 'late.sock'));
+    client.on('error', () => {});
+    await new Promise((resolve) => setTimeout(resolve, 1_500)); // the destination is still down
+    dest = await startProxy(['dest', '--listen', `127.0.0.1:${port}`, '--route', `late=${join(dir, 'late-target.sock')}`, ...destTls()], 'listening');
+    const opened = await source.waitForLog((l) => l.msg === 'stream opened' && l.route === 'late', 10_000);
+    assert.equal(target.accepts, 1, 'the waiting connection reached the destination socket');
+    assert.deepEqual(source.logs.filter((l) => l.msg === 'stream refused: no tunnel to the destination'), []);
+    assert.equal(opened.route, 'late');
+    client.destroy();
+  } finally {
+    await dest?.stop();
+    await source.stop();
+    await target.close();
+  }
+});
