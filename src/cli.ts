@@ -10,6 +10,7 @@ import { createLogger, flushLogs, LOG_LEVELS, type Logger, type LogLevel } from 
 import { addMigrateCommand } from './migrate/index.js';
 import { runSource, runSourcePrimary, runSourceWorker } from './source/index.js';
 import { redraw, renderStatus, runStatus, type StatusDocument } from './status/index.js';
+import { VERSION } from './version.js';
 import { inWorker, reportReady, superviseWorkers, type Supervisor } from './workers.js';
 
 const PROGRESS_VIEW_MS = 1_000;
@@ -178,7 +179,7 @@ async function start(role: Role): Promise<void> {
     fail(error as Error, 1);
   }
   if (inWorker) reportReady(running.readyFields);
-  else log.info({ ...running.readyFields, ...role.readyExtra }, role.readyMsg);
+  else log.info({ version: VERSION, ...running.readyFields, ...role.readyExtra }, role.readyMsg);
   const status = running.status;
   if (role.progressView && status) {
     const view = setInterval(() => redraw(renderStatus(status(), true)), PROGRESS_VIEW_MS);
@@ -331,6 +332,14 @@ program
       fail(error as Error, 1);
     }
   });
+
+addVersionOption(program);
+
+/** `--version`/`-V` on the program and on every command below it, so that `dest -V` answers too. */
+function addVersionOption(command: Command): void {
+  command.version(VERSION, '-V, --version', 'print the version and exit');
+  for (const sub of command.commands) addVersionOption(sub);
+}
 
 try {
   await program.parseAsync(process.argv);

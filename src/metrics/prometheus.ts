@@ -3,6 +3,7 @@
 import { Counter, Gauge, Registry as PromRegistry, type LabelValues } from 'prom-client';
 import { droppedLogLines } from '../log.js';
 import { replayMemory } from '../tunnel/index.js';
+import { buildInfo } from '../version.js';
 import { directionBytes, negotiated, type Registry } from './registry.js';
 
 type Labels = LabelValues<string>;
@@ -30,6 +31,11 @@ function setAll(metric: Counter | Gauge, names: string[], values: Map<string, nu
 export function prometheusRegistry(registry: Registry): PromRegistry {
   const prom = new PromRegistry();
   const liveNbd = () => [...registry.streams].map(negotiated).filter((n) => n !== null);
+  // The usual *_build_info idiom: a constant 1 whose labels say what runs, to join on in queries.
+  new Gauge({ name: 'nbd_tunnel_build_info', help: 'Always 1; the labels name the nbd-tunnel and Node.js versions', labelNames: ['version', 'node'], registers: [prom] }).set(
+    { ...buildInfo },
+    1,
+  );
   new Gauge({
     name: 'nbd_tunnel_sessions_active',
     help: 'Tunnel sessions open now',

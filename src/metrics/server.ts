@@ -4,6 +4,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { prometheusRegistry } from './prometheus.js';
 import type { Registry } from './registry.js';
+import { VERSION } from '../version.js';
 
 async function serveMetrics(registry: Registry, host: string, port: number, role: string): Promise<{ address: AddressInfo; close(): Promise<void> }> {
   const prom = prometheusRegistry(registry);
@@ -15,7 +16,7 @@ async function serveMetrics(registry: Registry, host: string, port: number, role
         (error: Error) => response.writeHead(500).end(`${error.message}\n`),
       );
     } else if (path === '/status') {
-      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ role, pid: process.pid, ...registry.status() }));
+      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ role, version: VERSION, pid: process.pid, ...registry.status() }));
     } else {
       response.writeHead(404, { 'content-type': 'text/plain' }).end('nbd-tunnel: /metrics or /status\n');
     }

@@ -3,6 +3,7 @@
 import { Command, Option } from 'commander';
 import { ConfigError, migrateConfig, type MigrateFlags } from '../config.js';
 import { createLogger, flushLogs, LOG_LEVELS } from '../log.js';
+import { VERSION } from '../version.js';
 import { runMigrate } from './run.js';
 import type { MigrationReport } from './sequence.js';
 
@@ -42,6 +43,8 @@ export function addMigrateCommand(program: Command, fail: Fail): void {
       const bars = config.logFormat === 'auto' && command.getOptionValueSource('logLevel') === 'default' && process.stdout.isTTY === true;
       // With bars on stdout, the JSON lines that remain (warnings) go to stderr.
       const log = bars ? createLogger('warn', 'migrate', true) : createLogger(config.logLevel, 'migrate');
+      // The first line says which nbd-tunnel ran it, as the proxies' listening/ready lines do.
+      log.info({ version: VERSION, vm: config.vm, qmp: config.qmp, url: config.url, storageOnly: config.storageOnly }, 'migration starting');
       let report: MigrationReport;
       try {
         report = await runMigrate(

@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import { Registry, startMetrics } from '../metrics/index.js';
 import { Connector } from '../tunnel/index.js';
 import type { StatusDocument } from '../status/index.js';
+import { VERSION } from '../version.js';
 import { handleConnection } from './connection-handler.js';
 import { listenRoutes } from './listening.js';
 
@@ -56,7 +57,7 @@ export async function runSource(config: SourceConfig, log: Logger): Promise<Runn
     });
     return {
       readyFields: { ...listening.readyFields(), ...metrics.fields },
-      status: () => ({ role: 'source', pid: process.pid, ...tunnel.registry.status() }),
+      status: () => ({ role: 'source', version: VERSION, pid: process.pid, ...tunnel.registry.status() }),
       stopAccepting: listening.stopAccepting,
       openStreams: tunnel.openStreams,
       async close() {

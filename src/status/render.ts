@@ -3,6 +3,8 @@ import type { SessionStatus } from '../metrics/index.js';
 
 export interface StatusDocument {
   role: string;
+  /** The proxy's nbd-tunnel version (absent from versions before 0.1.0's /status had it). */
+  version?: string;
   pid: number;
   sessions: SessionStatus[];
 }
