@@ -40,7 +40,10 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
   const registry = new Registry();
   const observation = { registry, inspect: config.inspect };
   let sessionSeq = 0;
-  server.on('refused', (peer, status, reason) => log.warn({ peer: peer.address, status, reason }, 'connection refused'));
+  server.on('refused', (peer, status, reason) => {
+    registry.connectionRefused(status);
+    log.warn({ peer: peer.address, status, reason }, 'connection refused');
+  });
   server.on('session', (session, peer) => {
     const info = { id: ++sessionSeq, peer: peer.address, client: peer.identity, rttMs: null as number | null, suspended: false };
     const sessionLog = log.child({ session: info.id, peer: peer.address, client: peer.identity });
@@ -88,12 +91,15 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
     },
     log,
   );
-  const metrics = await startMetrics(config.metrics, registry, 'dest').catch(async (error: Error) => {
+  let draining = false;
+  const health = () => (draining ? { ok: false as const, reason: 'draining: the listener is closed (SIGTERM)' } : { ok: true as const });
+  const metrics = await startMetrics(config.metrics, registry, 'dest', health).catch(async (error: Error) => {
     await server.close();
     throw error;
   });
   let closing: Promise<void> | null = null;
   const stopAccepting = (): void => {
+    draining = true;
     closing ??= server.close();
     for (const session of sessions) session.goAway();
   };

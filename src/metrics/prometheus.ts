@@ -1,6 +1,6 @@
 // The Prometheus view of a Registry: every value computed at scrape time from live streams plus
 // the totals of closed ones.
-import { Counter, Gauge, Registry as PromRegistry, type LabelValues } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry as PromRegistry, type LabelValues } from 'prom-client';
 import { droppedLogLines } from '../log.js';
 import { replayMemory } from '../tunnel/index.js';
 import { buildInfo } from '../version.js';
@@ -151,6 +151,17 @@ export function prometheusRegistry(registry: Registry): PromRegistry {
       setAll(this, ['reason'], registry.refusals.values);
     },
   });
+  new Counter({
+    name: 'nbd_tunnel_connections_refused_total',
+    help: 'Tunnel connections the destination refused, by HTTP status (401 credentials, 403 not allowed, 408 too slow, 503 busy…)',
+    labelNames: ['status'],
+    registers: [prom],
+    collect() {
+      setAll(this, ['status'], registry.connectionRefusals.values);
+    },
+  });
+  // The process itself: CPU, memory, heap, event loop lag, file descriptors (prom-client's defaults).
+  collectDefaultMetrics({ register: prom, prefix: 'nbd_tunnel_' });
   new Counter({
     name: 'nbd_tunnel_log_lines_dropped_total',
     help: 'Log lines not written because stdout/stderr was closed, failed, or its reader fell behind',

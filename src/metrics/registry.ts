@@ -68,6 +68,7 @@ export class Registry {
   readonly closedRequests = new Totals(); // route, export, type
   readonly closedErrors = new Totals(); // route, export
   readonly refusals = new Totals(); // reason
+  readonly connectionRefusals = new Totals(); // HTTP status (destination)
   /** Sessions resumed after a lost connection, since start. */
   resumes = 0;
 
@@ -105,6 +106,11 @@ export class Registry {
 
   refused(reason: string): void {
     this.refusals.add([reason], 1);
+  }
+
+  /** A tunnel connection the destination refused, by the HTTP status it answered (401, 403, 408, 503…). */
+  connectionRefused(status: number): void {
+    this.connectionRefusals.add([String(status)], 1);
   }
 
   status(): { sessions: Array<SessionStatus> } {

@@ -6,7 +6,10 @@ import { prometheusRegistry } from './prometheus.js';
 import type { Registry } from './registry.js';
 import { VERSION } from '../version.js';
 
-async function serveMetrics(registry: Registry, host: string, port: number, role: string): Promise<{ address: AddressInfo; close(): Promise<void> }> {
+/** Whether the process does its job now: the destination's listener, the source's tunnel. */
+export type Health = () => { ok: true } | { ok: false; reason: string };
+
+async function serveMetrics(registry: Registry, host: string, port: number, role: string, health: Health): Promise<{ address: AddressInfo; close(): Promise<void> }> {
   const prom = prometheusRegistry(registry);
   const server: Server = createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0];
@@ -17,8 +20,11 @@ async function serveMetrics(registry: Registry, host: string, port: number, role
       );
     } else if (path === '/status') {
       response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ role, version: VERSION, pid: process.pid, ...registry.status() }));
+    } else if (path === '/healthz') {
+      const now = health();
+      response.writeHead(now.ok ? 200 : 503, { 'content-type': 'text/plain' }).end(now.ok ? 'ok\n' : `${now.reason}\n`);
     } else {
-      response.writeHead(404, { 'content-type': 'text/plain' }).end('nbd-tunnel: /metrics or /status\n');
+      response.writeHead(404, { 'content-type': 'text/plain' }).end('nbd-tunnel: /metrics, /status or /healthz\n');
     }
   });
   await new Promise<void>((resolve, reject) => {
@@ -36,8 +42,9 @@ export async function startMetrics(
   where: { host: string; port: number } | undefined,
   registry: Registry,
   role: string,
+  health: Health,
 ): Promise<{ fields: Record<string, unknown>; close(): Promise<void> }> {
   if (!where) return { fields: {}, close: async () => {} };
-  const served = await serveMetrics(registry, where.host, where.port, role);
+  const served = await serveMetrics(registry, where.host, where.port, role, health);
   return { fields: { metrics: `${served.address.address}:${served.address.port}` }, close: served.close };
 }

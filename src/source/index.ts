@@ -5,7 +5,7 @@ import type { Worker } from 'node:cluster';
 import type { Socket } from 'node:net';
 import { reloadOnHangup, type SourceConfig } from '../config.js';
 import type { Logger } from '../log.js';
-import { Registry, startMetrics } from '../metrics/index.js';
+import { Registry, startMetrics, type Health } from '../metrics/index.js';
 import { Connector } from '../tunnel/index.js';
 import type { StatusDocument } from '../status/index.js';
 import { VERSION } from '../version.js';
@@ -50,7 +50,7 @@ export async function runSource(config: SourceConfig, log: Logger): Promise<Runn
       tunnel.dispatch(socket, route);
     });
     const stopReload = reloadOnHangup(config, (next) => (tunnel.apply(next), listening.apply(next)), log);
-    const metrics = await startMetrics(config.metrics, tunnel.registry, 'source').catch(async (error: Error) => {
+    const metrics = await startMetrics(config.metrics, tunnel.registry, 'source', tunnel.health).catch(async (error: Error) => {
       stopReload();
       await listening.close();
       throw error;
@@ -148,6 +148,7 @@ interface Tunnel {
   dispatch: Dispatch;
   registry: Registry;
   openStreams(): number;
+  health: Health;
   /** SIGHUP: certificates for the next connection, limits for the next session. */
   apply(next: SourceConfig): void;
   /** Closes the sessions with GoAway; settles once they are gone (≤ 1 s). */
@@ -166,6 +167,7 @@ function startTunnel(config: SourceConfig, log: Logger): Tunnel {
   return {
     registry,
     openStreams: () => connector.openStreams,
+    health: () => connector.health(),
     dispatch: (socket, route) =>
       void handleConnection(socket, route, connector, observation, log).catch((error: Error) => {
         log.error({ route, reason: error.message }, 'stream failed: internal error');

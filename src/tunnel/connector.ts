@@ -33,6 +33,8 @@ export class Connector {
   /** Every session not closed yet: the current one, and any going away with streams left. */
   private readonly live = new Set<Session>();
   private attempt: Promise<Session> | null = null;
+  /** Why the last connect attempt failed, until one succeeds. */
+  private lastFailure: string | null = null;
   /** Connections waiting for the tunnel (acquireWithin): told how each connect attempt ends. */
   private readonly attemptWaiters = new Set<(outcome: 'connected' | Error) => void>();
   private failures = 0;
@@ -49,6 +51,13 @@ export class Connector {
     /** Called with each new session and its entry for logs and /status, kept current here (rtt, suspended). */
     private readonly track: (info: ConnectedSession, session: Session) => void = () => {},
   ) {}
+
+  /** For /healthz: a session that takes streams now, or why there is none. */
+  health(): { ok: true } | { ok: false; reason: string } {
+    if (this.session?.suspended) return { ok: false, reason: 'the session is suspended: reconnecting to the destination' };
+    if (this.session?.acceptsStreams) return { ok: true };
+    return { ok: false, reason: `no tunnel to the destination${this.lastFailure ? `: ${this.lastFailure}` : ''}` };
+  }
 
   /** Streams of every session, suspended ones included. */
   get openStreams(): number {
@@ -149,6 +158,7 @@ export class Connector {
         this.live.delete(session);
         this.onSessionClosed(session, reason);
       });
+      this.lastFailure = null;
       this.tellWaiters('connected');
       return session;
     } catch (error) {
@@ -156,6 +166,7 @@ export class Connector {
       const delay = this.backoff(this.failures);
       this.log.error({ url: this.options.url, reason: (error as Error).message, retryInMs: delay }, 'connect failed');
       this.scheduleRetry(delay);
+      this.lastFailure = (error as Error).message;
       this.tellWaiters(error as Error);
       throw error;
     } finally {
