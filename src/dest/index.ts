@@ -1,4 +1,5 @@
 // The destination proxy: one TLS WebSocket port, many sessions, each stream to its route's socket.
+import { watchCertificateExpiry } from '../certificate-expiry.js';
 import { reloadOnHangup, type DestConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import { Registry, startMetrics } from '../metrics/index.js';
@@ -38,6 +39,8 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
     session: config.session,
   });
   const registry = new Registry();
+  const expiry = config.tls ? watchCertificateExpiry(config.tls, log) : null;
+  registry.certificateExpiry = expiry?.seconds ?? null;
   const observation = { registry, inspect: config.inspect };
   let sessionSeq = 0;
   server.on('refused', (peer, status, reason) => {
@@ -83,6 +86,7 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
     config,
     (next) => {
       if (next.tls) server.setTls(next.tls);
+      if (next.tls) expiry?.update(next.tls);
       policy = { routes: new RouteTable(next.routes, next.routeDir), allow: next.allow, vms: next.vms };
       maxSessions = next.maxSessions;
       Object.assign(config.session, next.session); // the server reads it for each new session
@@ -109,6 +113,7 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
     openStreams: () => [...sessions].reduce((n, session) => n + session.streamCount, 0),
     async close() {
       stopReload();
+      expiry?.stop();
       await metrics.close();
       stopAccepting();
       // Each settles once its WebSocket has closed, at most a second later for a silent peer.

@@ -151,6 +151,17 @@ export function prometheusRegistry(registry: Registry): PromRegistry {
       setAll(this, ['reason'], registry.refusals.values);
     },
   });
+  new Gauge({
+    name: 'nbd_tunnel_certificate_expiry_seconds',
+    help: "Seconds until this side's certificate (own) and its CA (ca) expire; negative once expired",
+    labelNames: ['which'],
+    registers: [prom],
+    collect() {
+      this.reset();
+      const left = registry.certificateExpiry?.();
+      if (left) for (const [which, seconds] of Object.entries(left)) this.set({ which }, Math.round(seconds));
+    },
+  });
   new Counter({
     name: 'nbd_tunnel_connections_refused_total',
     help: 'Tunnel connections the destination refused, by HTTP status (401 credentials, 403 not allowed, 408 too slow, 503 busy…)',

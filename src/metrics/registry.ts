@@ -1,6 +1,7 @@
 // What this process carries right now and has carried: sessions, streams, bytes, NBD requests.
 // The data path only registers and unregisters; every figure is read at scrape time, so the
 // hot path pays nothing for metrics.
+import type { ExpiryReading } from '../certificate-expiry.js';
 import type { NbdObserver, NbdStreamStats } from '../nbd/index.js';
 import type { Stream } from '../tunnel/index.js';
 
@@ -69,6 +70,8 @@ export class Registry {
   readonly closedErrors = new Totals(); // route, export
   readonly refusals = new Totals(); // reason
   readonly connectionRefusals = new Totals(); // HTTP status (destination)
+  /** Seconds left on this side's certificate and its CA (null with --insecure). */
+  certificateExpiry: ExpiryReading | null = null;
   /** Sessions resumed after a lost connection, since start. */
   resumes = 0;
 

@@ -3,6 +3,7 @@
 // each accepted connection to one of N workers, each holding its own tunnel connection.
 import type { Worker } from 'node:cluster';
 import type { Socket } from 'node:net';
+import { watchCertificateExpiry } from '../certificate-expiry.js';
 import { reloadOnHangup, type SourceConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import { Registry, startMetrics, type Health } from '../metrics/index.js';
@@ -157,6 +158,8 @@ interface Tunnel {
 
 function startTunnel(config: SourceConfig, log: Logger): Tunnel {
   const registry = new Registry();
+  const expiry = config.tls ? watchCertificateExpiry(config.tls, log) : null;
+  registry.certificateExpiry = expiry?.seconds ?? null;
   const observation = { registry, inspect: config.inspect };
   const connector = new Connector(
     { url: config.url, ...config.tls, servername: config.servername, token: config.token, session: config.session },
@@ -177,8 +180,12 @@ function startTunnel(config: SourceConfig, log: Logger): Tunnel {
       Object.assign(config.session, next.session); // the connector reads it for each new session
       if (!next.tls) return;
       connector.setTls(next.tls);
+      expiry?.update(next.tls);
       log.info('certificates reloaded; the next connection uses them');
     },
-    stop: () => connector.stop(),
+    stop: () => {
+      expiry?.stop();
+      return connector.stop();
+    },
   };
 }

@@ -58,3 +58,25 @@ test('/healthz: 503 with the reason while the source has no tunnel, 200 once it 
     await dest?.stop();
   }
 });
+
+test('certificate expiry: a gauge for this side\'s certificate and its CA, and a warning at start when under 30 days', { timeout: 60_000 }, async () => {
+  const dir = await suite.caseDir('expiry');
+  const { pki } = suite;
+  const dest = await startProxy(
+    ['dest', '--listen', '127.0.0.1:0', '--route', `a=${join(dir, 'a.sock')}`, '--cert', pki.expiringServerCert, '--key', pki.expiringServerKey, '--ca', pki.caCert, '--metrics', '127.0.0.1:0'],
+    'listening',
+  );
+  try {
+    const warning = await dest.waitForLog((l) => l.msg === "this side's certificate (--cert) expires in less than 30 days: renew it and send SIGHUP");
+    assert.equal(warning.which, 'own');
+    assert.ok(warning.daysLeft === 9 || warning.daysLeft === 10, `daysLeft ${String(warning.daysLeft)}`);
+    assert.equal(dest.logs.filter((l) => String(l.msg).includes('expires in less than')).length, 1, 'the CA, valid for years, is not warned about');
+    const scraped = (await get(dest, '/metrics')).text;
+    const own = Number(/^nbd_tunnel_certificate_expiry_seconds\{which="own"\} (\d+)$/m.exec(scraped)?.[1]);
+    const ca = Number(/^nbd_tunnel_certificate_expiry_seconds\{which="ca"\} (\d+)$/m.exec(scraped)?.[1]);
+    assert.ok(own > 9 * 86_400 && own <= 10 * 86_400, `own: ${own} s`);
+    assert.ok(ca > 300 * 86_400, `ca: ${ca} s`);
+  } finally {
+    await dest.stop();
+  }
+});

@@ -25,6 +25,9 @@ export interface Pki {
   /** Signed by caCert, expired a day ago. */
   expiredClientCert: string;
   expiredClientKey: string;
+  /** Signed by caCert for localhost, expiring in 10 days: inside the expiry warning's 30. */
+  expiringServerCert: string;
+  expiringServerKey: string;
 }
 
 interface Issuer {
@@ -57,6 +60,7 @@ export async function makePki(dir: string): Promise<Pki> {
   const client = { cn: 'hv1.example.org', san: 'DNS:hv1.example.org', usage: 'clientAuth' } as const;
   const server = await issue(dir, ca, 'server', { cn: 'localhost', san: 'DNS:localhost,IP:127.0.0.1', usage: 'serverAuth', ...valid });
   const wrongName = await issue(dir, ca, 'wrong-name-server', { cn: 'other.example.org', san: 'DNS:other.example.org', usage: 'serverAuth', ...valid });
+  const expiring = await issue(dir, ca, 'expiring-server', { cn: 'localhost', san: 'DNS:localhost,IP:127.0.0.1', usage: 'serverAuth', notBefore: valid.notBefore, notAfter: new Date(now + 10 * DAY_MS) });
   const goodClient = await issue(dir, ca, 'client', { ...client, ...valid });
   const twinClient = await issue(dir, ca, 'twin-client', { ...client, ...valid });
   const foreignClient = await issue(dir, foreignCa, 'foreign-client', { ...client, ...valid });
@@ -76,6 +80,8 @@ export async function makePki(dir: string): Promise<Pki> {
     wrongNameServerKey: wrongName.key,
     expiredClientCert: expiredClient.cert,
     expiredClientKey: expiredClient.key,
+    expiringServerCert: expiring.cert,
+    expiringServerKey: expiring.key,
   };
 }
 
