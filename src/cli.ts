@@ -15,8 +15,6 @@ import { inWorker, reportReady, superviseWorkers, type Supervisor } from './work
 
 const PROGRESS_VIEW_MS = 1_000;
 const DRAIN_POLL_MS = 100;
-/** At exit, how long log lines still queued for a slow reader may hold the process. */
-const LOG_FLUSH_MS = 500;
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
@@ -209,7 +207,7 @@ async function drainAndExit(running: Running, signal: string, timeoutMs: number,
     log.error({ reason: (error as Error).message }, 'shutdown failed');
     status = 1;
   }
-  await flushLogs(LOG_FLUSH_MS);
+  await flushLogs();
   process.exit(status);
 }
 

@@ -16,7 +16,10 @@ export function createLogger(level: LogLevel, role: string, toStderr = false): L
   return pino({ level, base: { role, pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, output);
 }
 
+/** At exit, how long log lines still queued for a slow reader may hold the process. */
+const LOG_FLUSH_MS = 500;
+
 /** Before exiting: lets queued lines out, but waits no longer than `timeoutMs` for a reader. */
-export function flushLogs(timeoutMs: number): Promise<void> {
+export function flushLogs(timeoutMs = LOG_FLUSH_MS): Promise<void> {
   return output?.flush(timeoutMs) ?? Promise.resolve();
 }

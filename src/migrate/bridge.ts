@@ -9,8 +9,6 @@ import { clearStaleSocket, closeServer, listenUnix, removeSocketFile } from '../
 
 export interface Bridge {
   readonly path: string;
-  /** Connections made through it so far. */
-  readonly connections: number;
   /**
    * Stops listening. `graceMs`: how long QEMU's connections may take to end by themselves (a
    * finished migration closes them once its last bytes are through); then they are closed.
@@ -25,9 +23,7 @@ export async function openBridge(path: string, route: string, session: Session, 
   const label = `migration socket ${path}`;
   await clearStaleSocket(label, path);
   const live = new Set<Socket>();
-  let connections = 0;
   const onConnection = (socket: Socket): void => {
-    connections++;
     live.add(socket);
     socket.once('close', () => live.delete(socket));
     void carry(socket, route, session, log);
@@ -35,9 +31,6 @@ export async function openBridge(path: string, route: string, session: Session, 
   const server: Server = await listenUnix(label, path, { mode: BRIDGE_MODE, gid: statSync(qmpSocket).gid }, { allowHalfOpen: true, pauseOnConnect: true, highWaterMark: LOCAL_HIGH_WATER_MARK }, onConnection);
   return {
     path,
-    get connections() {
-      return connections;
-    },
     async close(graceMs = 0) {
       const closed = closeServer(server);
       removeSocketFile(path);

@@ -10,7 +10,6 @@ import type { MigrationReport } from './sequence.js';
 type Fail = (error: Error, status: number) => never;
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
-const LOG_FLUSH_MS = 500;
 
 export function addMigrateCommand(program: Command, fail: Fail): void {
   program
@@ -58,7 +57,7 @@ export function addMigrateCommand(program: Command, fail: Fail): void {
         );
       } catch (error) {
         log.error({ vm: config.vm, reason: (error as Error).message }, 'migration failed');
-        await flushLogs(LOG_FLUSH_MS);
+        await flushLogs();
         fail(new Error(`migration of VM '${config.vm}' failed: ${(error as Error).message}`), 1);
       }
       const summary = {
@@ -72,7 +71,7 @@ export function addMigrateCommand(program: Command, fail: Fail): void {
       };
       if (bars) process.stdout.write(`${describe(report)}\n`);
       else log.info(summary, 'migrated');
-      await flushLogs(LOG_FLUSH_MS);
+      await flushLogs();
       process.exit(0);
     });
 }

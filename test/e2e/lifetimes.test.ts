@@ -11,11 +11,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   createTestImage,
   faultLink,
+  fetchFromMetrics,
   NbdClient,
   run,
   spawnChild,
   startRig,
-  startStorageDaemon,
+  serveTestImage,
   startTunnel,
   type LogLine,
   type Proxy,
@@ -33,35 +34,30 @@ interface StatusDocument {
 }
 
 async function status(proxy: Proxy): Promise<StatusDocument> {
-  const address = proxy.logs.find((l) => typeof l.metrics === 'string')!.metrics as string;
-  return (await (await fetch(`http://${address}/status`)).json()) as StatusDocument;
+  return (await (await fetchFromMetrics(proxy, '/status')).json()) as StatusDocument;
 }
 
 /** Streams a side holds: in its sessions' tables, and listed by /status (all, and on `route`). */
 async function heldStreams(proxy: Proxy, route: string): Promise<{ table: number; listed: number; onRoute: number }> {
-  const streams = (await status(proxy)).sessions.flatMap((s) => s.streams);
-  const table = (await status(proxy)).sessions.reduce((n, s) => n + s.openStreams, 0);
+  const { sessions } = await status(proxy);
+  const streams = sessions.flatMap((s) => s.streams);
+  const table = sessions.reduce((n, s) => n + s.openStreams, 0);
   return { table, listed: streams.length, onRoute: streams.filter((s) => s.route === route).length };
 }
 
 test('50 clients killed mid-write and 50 `nbdinfo --list` early closes on a resumable session with --max-streams 4: no stream left on either side, then a mirror completes identical', { timeout: 240_000 }, async (t) => {
   const dir = await suite.caseDir('killed');
   // The killed writers write to a scratch export of their own, so the mirror's target stays the mirror's.
-  const scratch = await startStorageDaemon(dir, 'scratch');
-  const scratchImage = join(dir, 'scratch.img');
   const sourceData = join(dir, 'writer-data.img');
-  await createTestImage(scratchImage, 64 * MiB, 71);
   await createTestImage(sourceData, 64 * MiB, 72);
+  const scratch = await serveTestImage(dir, 'scratch', 'vm-scratch', 64 * MiB, 71);
   try {
-    await scratch.addRawImage('vm-scratch', scratchImage);
-    await scratch.startNbdServer(join(dir, 'scratch-nbd.sock'));
-    await scratch.exportNbd('vm-scratch', 'vm-scratch', true);
     const scratchSocket = join(dir, 'vm-scratch.sock');
     const metrics = ['--metrics', '127.0.0.1:0'];
     const link = faultLink({
       destArgs: ['--max-streams', '4', ...metrics],
       sourceArgs: metrics,
-      extraDestRoutes: { 'vm-scratch': join(dir, 'scratch-nbd.sock') },
+      extraDestRoutes: { 'vm-scratch': scratch.nbdSocket },
       extraSourceRoutes: { 'vm-scratch': scratchSocket },
     });
     const rig = await startRig({ dir, pki: suite.pki, disks: [{ name: 'vm-life', size: 64 * MiB, seed: 73 }], connect: link.connect });
@@ -111,7 +107,7 @@ test('50 clients killed mid-write and 50 `nbdinfo --list` early closes on a resu
       await rig.stop();
     }
   } finally {
-    await scratch.stop();
+    await scratch.daemon.stop();
   }
 });
 
@@ -119,16 +115,11 @@ test('50 clients killed mid-write and 50 `nbdinfo --list` early closes on a resu
 for (const reader of ['gone', 'stopped'] as const) {
   test(`SIGTERM with stdout on a pipe whose reader has ${reader === 'gone' ? 'exited' : 'stopped reading'}: both commands exit within --drain-timeout + 2 s`, { timeout: 60_000 }, async (t) => {
     const dir = await suite.caseDir(`stdout-${reader}`);
-    const daemon = await startStorageDaemon(dir, 'dest');
-    const image = join(dir, 'vm-out.img');
-    await createTestImage(image, 16 * MiB, 74);
+    const { daemon, nbdSocket } = await serveTestImage(dir, 'dest', 'vm-out', 16 * MiB, 74);
     const env = { NBD_TUNNEL_DRAIN_TIMEOUT: '2' };
     try {
-      await daemon.addRawImage('vm-out', image);
-      await daemon.startNbdServer(join(dir, 'nbd.sock'));
-      await daemon.exportNbd('vm-out', 'vm-out', true);
       const sourceSocket = join(dir, 'vm-out.sock');
-      const tunnel = await startTunnel({ pki: suite.pki, destRoutes: { 'vm-out': join(dir, 'nbd.sock') }, sourceRoutes: { 'vm-out': sourceSocket }, destEnv: env, sourceEnv: env });
+      const tunnel = await startTunnel({ pki: suite.pki, destRoutes: { 'vm-out': nbdSocket }, sourceRoutes: { 'vm-out': sourceSocket }, destEnv: env, sourceEnv: env });
       try {
         const held = await NbdClient.connect(sourceSocket, 'vm-out'); // keeps both drains waiting their whole timeout
         await held.read(0, 4096);
@@ -178,15 +169,10 @@ for (const reader of ['gone', 'stopped'] as const) {
 
 test('a source stopped with SIGTERM closes its session: the destination ends it within 1 s, never suspends it', { timeout: 60_000 }, async (t) => {
   const dir = await suite.caseDir('goaway');
-  const daemon = await startStorageDaemon(dir, 'dest');
-  const image = join(dir, 'vm-bye.img');
-  await createTestImage(image, 16 * MiB, 75);
+  const { daemon, nbdSocket } = await serveTestImage(dir, 'dest', 'vm-bye', 16 * MiB, 75);
   try {
-    await daemon.addRawImage('vm-bye', image);
-    await daemon.startNbdServer(join(dir, 'nbd.sock'));
-    await daemon.exportNbd('vm-bye', 'vm-bye', true);
     const sourceSocket = join(dir, 'vm-bye.sock');
-    const tunnel = await startTunnel({ pki: suite.pki, destRoutes: { 'vm-bye': join(dir, 'nbd.sock') }, sourceRoutes: { 'vm-bye': sourceSocket }, destArgs: ['--metrics', '127.0.0.1:0'] });
+    const tunnel = await startTunnel({ pki: suite.pki, destRoutes: { 'vm-bye': nbdSocket }, sourceRoutes: { 'vm-bye': sourceSocket }, destArgs: ['--metrics', '127.0.0.1:0'] });
     try {
       assert.equal((await tunnel.source.waitForLog(byMsg('connected'))).resumable, true, 'the session is resumable');
       const client = await NbdClient.connect(sourceSocket, 'vm-bye');

@@ -94,6 +94,11 @@ async function footprint(qmp: QmpClient): Promise<Record<string, unknown>> {
   };
 }
 
+/** Both QEMUs' footprints. */
+async function footprints(pair: MigrationPair): Promise<Record<'source' | 'dest', Record<string, unknown>>> {
+  return { source: await footprint(pair.source.qmp), dest: await footprint(pair.dest.qmp) };
+}
+
 for (const copyMode of ['background', 'write-blocking'] as const) {
   test(`migrate (${copyMode}): disk and RAM through one session; the destination runs the same guest, which verifies every block`, { timeout: 300_000 }, async (t) => {
     const link = destProxyLink();
@@ -162,12 +167,12 @@ test('migrate through a link that is reset mid-mirror: the session resumes, the 
 test('migrate --storage-only: the disk mirrored to a consistent copy, the source guest keeps running, nothing left on either QEMU', { timeout: 300_000 }, async (t) => {
   const link = destProxyLink();
   await withPair('storage', link, async (pair) => {
-    const before = { source: await footprint(pair.source.qmp), dest: await footprint(pair.dest.qmp) };
+    const before = await footprints(pair);
     const migrated = await runMigrate(pair, portOf(link.proxy()), ['--storage-only']);
     t.diagnostic(`summary: ${JSON.stringify(migrated.summary)}`);
     assert.equal(migrated.code, 0, `migrate exited ${migrated.code}: ${migrated.stderr}`);
     assert.equal(migrated.summary!.ramMBps, null);
-    assert.deepEqual({ source: await footprint(pair.source.qmp), dest: await footprint(pair.dest.qmp) }, before, 'both QEMUs as before, the copy apart');
+    assert.deepEqual(await footprints(pair), before, 'both QEMUs as before, the copy apart');
     const running = await pair.source.progress(pair.source.console.lines.length);
     t.diagnostic(`source guest still writing: ${running.n}`);
     // Crash-consistent: the guest writes its blocks round-robin, so a copy taken at one moment
@@ -189,7 +194,7 @@ test('migrate refuses before anything starts: unknown disk node, a VM not named 
   const link = destProxyLink();
   await withPair('refusals', link, async (pair) => {
     const dir = join(suite.dir, 'refusals');
-    const before = { source: await footprint(pair.source.qmp), dest: await footprint(pair.dest.qmp) };
+    const before = await footprints(pair);
     const port = portOf(link.proxy());
     const refusals: Array<[string, MigrateRun, RegExp]> = [
       ['unknown disk', await runMigrate(pair, port, ['--disk', 'nope']), /^nbd-tunnel: error: migration of VM 'vm1' failed: disk node 'nope' does not exist on the source$/],
@@ -225,7 +230,7 @@ test('migrate refuses before anything starts: unknown disk node, a VM not named 
       assert.equal(refused.code, 1, `${what}: exit status`);
       assert.match(refused.stderr.trim(), message, what);
     }
-    assert.deepEqual({ source: await footprint(pair.source.qmp), dest: await footprint(pair.dest.qmp) }, before, 'both QEMUs untouched');
+    assert.deepEqual(await footprints(pair), before, 'both QEMUs untouched');
   });
 });
 
@@ -242,7 +247,7 @@ async function mirrorCopying(qmp: QmpClient): Promise<void> {
 test('Ctrl-C mid-mirror is undone on both sides: exit 1, jobs, nodes, exports and migration as before, the source running', { timeout: 300_000 }, async (t) => {
   const link = destProxyLink();
   await withPair('interrupt', link, async (pair) => {
-    const before = { source: await footprint(pair.source.qmp), dest: await footprint(pair.dest.qmp) };
+    const before = await footprints(pair);
     const child = await spawnChild(process.execPath, migrateArgs(pair, portOf(link.proxy()), ['--speed', '4']));
     try {
       await mirrorCopying(pair.source.qmp);
@@ -252,7 +257,7 @@ test('Ctrl-C mid-mirror is undone on both sides: exit 1, jobs, nodes, exports an
       t.diagnostic(`migrate: exit ${interrupted.code}: ${interrupted.stderr.trim()}`);
       assert.equal(interrupted.code, 1);
       assert.match(interrupted.stderr.trim(), /^nbd-tunnel: error: migration of VM 'vm1' failed: interrupted by SIGINT: the migration was undone$/);
-      assert.deepEqual({ source: await footprint(pair.source.qmp), dest: await footprint(pair.dest.qmp) }, before, 'both QEMUs as before');
+      assert.deepEqual(await footprints(pair), before, 'both QEMUs as before');
     } finally {
       await child.stop();
     }
@@ -262,7 +267,7 @@ test('Ctrl-C mid-mirror is undone on both sides: exit 1, jobs, nodes, exports an
 test('a failure mid-mirror (the destination NBD server stopped) is undone on both sides: jobs, nodes, exports and migration as before, the source running', { timeout: 300_000 }, async (t) => {
   const link = destProxyLink();
   await withPair('failure', link, async (pair) => {
-    const before = { source: await footprint(pair.source.qmp), dest: await footprint(pair.dest.qmp) };
+    const before = await footprints(pair);
     // Slow enough (4 MB/s) that the mirror is still copying when the server goes.
     const migrating = runMigrate(pair, portOf(link.proxy()), ['--speed', '4']);
     await mirrorCopying(pair.source.qmp);
@@ -272,7 +277,7 @@ test('a failure mid-mirror (the destination NBD server stopped) is undone on bot
     assert.equal(failed.code, 1);
     assert.match(failed.stderr.trim(), /^nbd-tunnel: error: migration of VM 'vm1' failed: mirror of disk 'disk0' ended before it was READY: .+/);
     assert.ok(failed.lines.some((l) => l.msg === 'migration failed: undoing'), 'the undo was logged');
-    assert.deepEqual({ source: await footprint(pair.source.qmp), dest: await footprint(pair.dest.qmp) }, before, 'both QEMUs as before');
+    assert.deepEqual(await footprints(pair), before, 'both QEMUs as before');
     await pair.source.progress(pair.source.console.lines.length); // the guest still writes
   });
 });

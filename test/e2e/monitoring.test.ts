@@ -5,14 +5,13 @@ import { writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { startProxy, type Proxy } from '../harness/index.js';
+import { fetchFromMetrics, startProxy, type Proxy } from '../harness/index.js';
 import { suiteFolder } from '../harness/suite.js';
 
 const suite = suiteFolder('nbdt-monitoring-');
 
 async function get(proxy: Proxy, path: string): Promise<{ status: number; text: string }> {
-  const address = String(proxy.logs.find((l) => typeof l.metrics === 'string')!.metrics);
-  const response = await fetch(`http://${address}${path}`);
+  const response = await fetchFromMetrics(proxy, path);
   return { status: response.status, text: await response.text() };
 }
 

@@ -74,6 +74,13 @@ export async function startProxy(args: readonly string[], ready: string, timeout
   return proxy;
 }
 
+/** GET `path` (/status, /metrics, /healthz) from a proxy started with --metrics, at the address its ready line gave. */
+export function fetchFromMetrics(proxy: Proxy, path: string): Promise<Response> {
+  const address = proxy.logs.find((l) => typeof l.metrics === 'string')?.metrics;
+  if (typeof address !== 'string') throw new Error('the proxy was started without --metrics');
+  return fetch(`http://${address}${path}`);
+}
+
 export interface TunnelOptions {
   pki: Pki;
   /** Route name to the destination's UNIX socket. */

@@ -8,11 +8,10 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { processStats, startFaultTunnel, waitForLogCount, type FaultTunnel, type ProcessStats } from './fault-tunnel.js';
 import { heapProbeEnv, sampleHeap, type HeapSample } from './heap-probe.js';
-import { createTestImage } from './images.js';
 import { NbdClient } from './nbd-client.js';
 import type { Pki } from './pki.js';
-import type { Proxy } from './proxies.js';
-import { startStorageDaemon } from './storage-daemon.js';
+import { fetchFromMetrics, type Proxy } from './proxies.js';
+import { serveTestImage } from './storage-daemon.js';
 
 const MiB = 1024 * 1024;
 const ROUTE = 'vm-soak';
@@ -51,21 +50,16 @@ export interface SoakResult {
 }
 
 export async function runSoak(options: SoakOptions): Promise<SoakResult> {
-  const image = join(options.dir, `${ROUTE}.img`);
-  await createTestImage(image, 16 * MiB, 61);
-  const expected = await readFile(image);
-  const daemon = await startStorageDaemon(options.dir, 'soak-dest');
+  const { daemon, image, nbdSocket } = await serveTestImage(options.dir, 'soak-dest', ROUTE, 16 * MiB, 61);
   let tunnel: FaultTunnel | null = null;
   try {
-    await daemon.addRawImage(ROUTE, image);
-    await daemon.startNbdServer(join(options.dir, 'nbd.sock'));
-    await daemon.exportNbd(ROUTE, ROUTE, true);
+    const expected = await readFile(image);
     const sourceSocket = join(options.dir, `${ROUTE}.sock`);
     const metrics = ['--metrics', '127.0.0.1:0'];
     const probe = heapProbeEnv(options.dir);
     tunnel = await startFaultTunnel({
       pki: options.pki,
-      destRoutes: { [ROUTE]: join(options.dir, 'nbd.sock') },
+      destRoutes: { [ROUTE]: nbdSocket },
       sourceRoutes: { [ROUTE]: sourceSocket },
       relay: {},
       destArgs: metrics,
@@ -166,9 +160,7 @@ interface StatusDocument {
 }
 
 async function streamsOf(proxy: Proxy): Promise<{ table: number; relayed: number }> {
-  const address = proxy.logs.find((l) => typeof l.metrics === 'string')?.metrics as string;
-  const response = await fetch(`http://${address}/status`);
-  const doc = (await response.json()) as StatusDocument;
+  const doc = (await (await fetchFromMetrics(proxy, '/status')).json()) as StatusDocument;
   return {
     table: doc.sessions.reduce((n, s) => n + s.openStreams, 0),
     relayed: doc.sessions.reduce((n, s) => n + s.streams.length, 0),

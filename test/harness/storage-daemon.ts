@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawnChild, type Child, type ExitStatus } from './child.js';
+import { createTestImage } from './images.js';
 import { QmpClient, type QmpEvent } from './qmp.js';
 
 export interface MirrorOpts {
@@ -170,5 +171,33 @@ export async function startQmpChild(cmd: string, args: readonly string[], qmpSoc
   } catch (err) {
     await child.stop();
     throw err;
+  }
+}
+
+export interface ServedImage {
+  daemon: StorageDaemon;
+  /** The raw image file, `<dir>/<exportName>.img`. */
+  image: string;
+  /** The daemon's NBD server, `<dir>/<name>-nbd.sock`. */
+  nbdSocket: string;
+}
+
+/**
+ * A daemon serving one test image (data and holes, from `seed`) writable over NBD as
+ * `exportName`. If anything fails the daemon is stopped before rejecting.
+ */
+export async function serveTestImage(dir: string, name: string, exportName: string, sizeBytes: number, seed: number): Promise<ServedImage> {
+  const image = join(dir, `${exportName}.img`);
+  const nbdSocket = join(dir, `${name}-nbd.sock`);
+  await createTestImage(image, sizeBytes, seed);
+  const daemon = await startStorageDaemon(dir, name);
+  try {
+    await daemon.addRawImage(exportName, image);
+    await daemon.startNbdServer(nbdSocket);
+    await daemon.exportNbd(exportName, exportName, true);
+    return { daemon, image, nbdSocket };
+  } catch (error) {
+    await daemon.stop();
+    throw error;
   }
 }
