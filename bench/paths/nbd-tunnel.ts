@@ -12,10 +12,15 @@ export function startNbdTunnel(options: PathOptions): Promise<PathHandle> {
       destRoutes: Object.fromEntries(options.routes.map((route) => [route, options.destSocket])),
       sourceRoutes: Object.fromEntries(sockets),
       connectVia: (port) => b.via(port),
+      nodeArgs: options.profileDir ? { source: cpuProfile(options.profileDir, 'source'), dest: cpuProfile(options.profileDir, 'dest') } : undefined,
     });
     b.onStop(() => tunnel.stop());
     b.watch('nbd-tunnel source', tunnel.source.child.pid);
     b.watch('nbd-tunnel dest', tunnel.dest.child.pid);
     return (route) => sockets.get(route)!;
   });
+}
+
+function cpuProfile(dir: string, side: string): string[] {
+  return ['--cpu-prof', `--cpu-prof-dir=${join(dir, side)}`];
 }

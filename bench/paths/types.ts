@@ -8,6 +8,8 @@ export type PathKind = (typeof PATH_KINDS)[number];
 export interface PathOptions extends LinkContext {
   /** Round-trip time added between the path's two TCP ends by a delay relay; 0 for none. */
   rttMs: number;
+  /** Run the path's node processes under --cpu-prof, writing DIR/<side>/*.cpuprofile (nbd-tunnel only). */
+  profileDir?: string;
 }
 
 export interface NamedProcess {

@@ -47,6 +47,7 @@ export interface Scenario {
 }
 
 const MiB = 1 << 20;
+export const GiB = 1 << 30;
 
 /** A disk size scaled by --size-scale, in whole MiB and at least 16 MiB. */
 export function scaledSize(bytes: number, scale: number): number {
@@ -59,5 +60,5 @@ export function mbPerSecond(bytes: number, ms: number): number {
 }
 
 export function formatSize(bytes: number): string {
-  return bytes >= 1 << 30 && bytes % (1 << 30) === 0 ? `${bytes / (1 << 30)} GiB` : `${bytes / MiB} MiB`;
+  return bytes >= GiB && bytes % GiB === 0 ? `${bytes / GiB} GiB` : `${bytes / MiB} MiB`;
 }

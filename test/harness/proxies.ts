@@ -16,9 +16,12 @@ export interface Proxy {
   stop(): Promise<void>;
 }
 
-/** `env`: variables added to this process's environment for the proxy (NBD_TUNNEL_* settings). */
-export async function startProxy(args: readonly string[], ready: string, timeoutMs = 10_000, env?: Record<string, string>): Promise<Proxy> {
-  const child = await spawnChild(process.execPath, [CLI, ...args], env ? { env: { ...process.env, ...env } } : {});
+/**
+ * `env`: variables added to this process's environment for the proxy (NBD_TUNNEL_* settings);
+ * `nodeArgs`: options for node itself (the benchmark's --cpu-prof).
+ */
+export async function startProxy(args: readonly string[], ready: string, timeoutMs = 10_000, env?: Record<string, string>, nodeArgs: readonly string[] = []): Promise<Proxy> {
+  const child = await spawnChild(process.execPath, [...nodeArgs, CLI, ...args], env ? { env: { ...process.env, ...env } } : {});
   const logs: LogLine[] = [];
   const waiters = new Set<{ predicate: LogPredicate; resolve: (line: LogLine) => void }>();
   let partial = '';
@@ -101,6 +104,8 @@ export interface TunnelOptions {
    * localhost), e.g. a delay relay's in front of it. Default: the destination's own.
    */
   connectVia?: (destPort: number) => Promise<number>;
+  /** Options for node itself, per side. */
+  nodeArgs?: { source?: string[]; dest?: string[] };
 }
 
 export interface Tunnel {
@@ -126,6 +131,7 @@ export async function startTunnel(options: TunnelOptions): Promise<Tunnel> {
       'listening',
       10_000,
       options.destEnv,
+      options.nodeArgs?.dest,
     );
   let dest = await startDest(0);
   const port = Number(dest.logs.find((l) => l.msg === 'listening')!.port);
@@ -150,6 +156,7 @@ export async function startTunnel(options: TunnelOptions): Promise<Tunnel> {
       'ready',
       10_000,
       options.sourceEnv,
+      options.nodeArgs?.source,
     );
     return {
       get dest() {
