@@ -50,7 +50,7 @@ function explain(error: Error): string {
 }
 
 function admitted(config: SourceConfig): string {
-  const token = config.token === undefined ? '' : ' and --token-file';
-  if (!config.tls) return `accepted without a certificate (--insecure)${token ? `, with${token}` : ''}`;
-  return `client certificate ${subjectLine(new X509Certificate(config.tls.cert))}${token} accepted`;
+  const token = config.token === undefined ? '' : ' with the --token-file token';
+  if (!config.tls) return `accepted without a certificate (--insecure)${token}`;
+  return `client certificate ${subjectLine(new X509Certificate(config.tls.cert))} accepted${token}`;
 }
