@@ -14,7 +14,7 @@ export function addCheckCommand(program: Command, fail: Fail): void {
     program
       .command('check')
       .description(
-        "check a source's setup against its destination, carrying nothing: TLS, the upgrade, and each route (known there, allowed for this client, its socket accepting); takes the source's flags, listens on nothing",
+        "check a source's setup against its destination, carrying nothing: TLS, the upgrade, and each route (known there, allowed for this client, its socket listened on); takes the source's flags, listens on nothing",
       ),
   ).action(async (flags: SourceFlags, command: Command) => {
     let config: SourceConfig;
