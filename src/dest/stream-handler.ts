@@ -1,11 +1,14 @@
-// One incoming stream: open request → route → connect → reply → pipe, with one log line at each end.
+// One incoming stream: open request → route → connect → reply → pipe, with one log line at each end;
+// or a probe of a route: the same checks, the socket looked at instead of connected, and the answer.
+import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { observedRelay, type Observation } from '../metrics/index.js';
-import { encodeMessage, parseOpenRequest, readMessage, StreamError, type OpenRequest, type PeerInfo, type Stream } from '../tunnel/index.js';
+import { encodeMessage, parseOpenRequest, readMessage, StreamError, type OpenReply, type OpenRequest, type PeerInfo, type Stream } from '../tunnel/index.js';
 import { isAllowed, type Allowlist } from './authorization.js';
 import { handleMigrationStream } from './migration-handler.js';
 import { ConnectError, connectRouteSocket } from './route-socket.js';
-import type { RouteTable } from './route-table.js';
+import { probeRouteSocket } from './socket-probe.js';
+import type { Resolution, RouteTable } from './route-table.js';
 
 /** Routes, --allow rules and --vm QEMUs as configured when a stream opens (a reload replaces them). */
 export interface Policy {
@@ -50,26 +53,33 @@ export async function handleStream(stream: Stream, context: StreamContext, log: 
     await handleMigrationStream(stream, request.migrate, context, log, (code, message) => refuse(log.child({ vm: request.migrate.slice(0, 140) }), code, message));
     return;
   }
-  const { route } = request;
-  // A route this session's migration prepared was authorized with it (the VM's --allow).
-  const prepared = context.migrations.sessionRoutes.get(route);
-  const policy = context.policy();
-  const resolution = prepared === undefined ? await policy.routes.resolve(route) : ({ ok: true, path: prepared } as const);
+  // A probe is answered as the opening of its route would be, and carries nothing (`nbd-tunnel check`).
+  const probe = 'probe' in request;
+  const route = 'probe' in request ? request.probe : request.route;
+  const refuseRoute = probe
+    ? (routeLog: Logger, code: string, message: string) => {
+        routeLog.debug({ code, reason: message }, 'route probed');
+        endWith(stream, { ok: false, code, message });
+      }
+    : refuse;
+  const resolution = await routeFor(route, context);
   if (!resolution.ok) {
-    refuse(log.child({ route }), resolution.code, resolution.message);
-    return;
-  }
-  if (prepared === undefined && !isAllowed(policy.allow, route, peer.identities)) {
-    refuse(log.child({ route }), 'not-allowed', `client '${peer.identity}' is not allowed to use route '${route}'`);
+    refuseRoute(log.child({ route }), resolution.code, resolution.message);
     return;
   }
   const streamLog = log.child({ route, socket: resolution.path });
-  let socket;
+  let socket: Socket | null;
   try {
-    socket = await connectRouteSocket(resolution.path);
+    // A probe looks at the socket without connecting (socket-probe.ts says why).
+    socket = await (probe ? probeRouteSocket : connectRouteSocket)(resolution.path);
   } catch (error) {
     const code = error instanceof ConnectError ? 'connect-failed' : 'internal';
-    refuse(streamLog, code, (error as Error).message);
+    refuseRoute(streamLog, code, (error as Error).message);
+    return;
+  }
+  if (socket === null) {
+    streamLog.debug('route probed');
+    endWith(stream, { ok: true, socket: resolution.path, identity: peer.identity });
     return;
   }
   if (stream.destroyed) {
@@ -82,11 +92,30 @@ export async function handleStream(stream: Stream, context: StreamContext, log: 
   await observedRelay(stream, socket, 'dest', { route, session }, observation, streamLog, started);
 }
 
+/** Where a stream for `route` goes, if this client may use it: the route table, then --allow. */
+async function routeFor(route: string, context: StreamContext): Promise<Resolution> {
+  // A route this session's migration prepared was authorized with it (the VM's --allow).
+  const prepared = context.migrations.sessionRoutes.get(route);
+  if (prepared !== undefined) return { ok: true, path: prepared };
+  const policy = context.policy();
+  const resolution = await policy.routes.resolve(route);
+  if (resolution.ok && !isAllowed(policy.allow, route, context.peer.identities)) {
+    return { ok: false, code: 'not-allowed', message: `client '${context.peer.identity}' is not allowed to use route '${route}'` };
+  }
+  return resolution;
+}
+
 function refuseStream(stream: Stream, log: Logger, code: string, message: string): void {
   log.warn({ code, reason: message }, 'stream refused');
+  endWith(stream, { ok: false, code, message });
+}
+
+/** Sends the last word on a stream that carries nothing more: a refusal, or a probe's answer. */
+function endWith(stream: Stream, reply: OpenReply): void {
   if (stream.destroyed) return;
-  stream.end(encodeMessage({ ok: false, code, message }));
-  // The source closes after reading the refusal; do not wait on a source that never does.
-  setTimeout(() => stream.destroy(new StreamError('refused', code)), 10_000).unref();
+  stream.end(encodeMessage(reply));
+  // The source closes after reading the reply; do not wait on a source that never does.
+  const reason = reply.ok ? undefined : new StreamError('refused', reply.code);
+  setTimeout(() => stream.destroy(reason), 10_000).unref();
   stream.resume();
 }

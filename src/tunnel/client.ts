@@ -1,7 +1,8 @@
 // The source's side of the tunnel: one TLS 1.3 WebSocket, then a yamux client session on it;
 // after a loss, a new WebSocket that resumes the session.
 import type { IncomingMessage } from 'node:http';
-import type { Socket } from 'node:net';
+import { connect as netConnect, isIP, type NetConnectOpts, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { WebSocket, type ClientOptions as WsClientOptions } from 'ws';
 import { DEFAULT_MAX_FRAME_PAYLOAD, SUBPROTOCOL, UPGRADE_TIMEOUT_MS } from './const.js';
 import { TunnelRefusedError } from './errors.js';
@@ -21,6 +22,11 @@ export interface ClientOptions {
   token?: string;
   /** resumeTimeoutMs above 0 asks for a resumable session; it is one if the destination agrees. */
   session?: Omit<SessionOptions, 'client'>;
+  /**
+   * Called with the TCP (or TLS) socket as soon as it exists, before it connects: for a caller
+   * that reports how far a connection got (`nbd-tunnel check`).
+   */
+  onSocket?: (socket: Socket) => void;
 }
 
 /** Masking guards HTTP intermediaries against forged requests; inside TLS there are none to guard. */
@@ -84,6 +90,12 @@ function openWebSocket(options: ClientOptions, headers: Record<string, string>):
       maxPayload: options.session?.maxFramePayload ?? DEFAULT_MAX_FRAME_PAYLOAD,
       generateMask: zeroMask,
       headers: { ...headers, ...(options.token ? { authorization: `Bearer ${options.token}` } : {}) },
+      // ws calls it with the request's options, one object (its type names net's overloads).
+      createConnection: ((connectOptions: SocketOptions) => {
+        const socket = openSocket(connectOptions, options.url.startsWith('wss:'));
+        options.onSocket?.(socket);
+        return socket;
+      }) as WsClientOptions['createConnection'],
     };
     const ws = new WebSocket(options.url, [SUBPROTOCOL], wsOptions);
     let upgrade: IncomingMessage | null = null;
@@ -105,7 +117,9 @@ function openWebSocket(options: ClientOptions, headers: Record<string, string>):
         () => refused(''),
       );
     });
-    ws.once('error', (error: Error & { code?: string }) => fail(Object.assign(new Error(`cannot connect to ${options.url}: ${explainConnectError(error)}`), { code: error.code })));
+    ws.once('error', (error: Error & { code?: string }) =>
+      fail(Object.assign(new Error(`cannot connect to ${options.url}: ${explainConnectError(error)}`, { cause: error }), { code: error.code })),
+    );
     ws.once('open', () => {
       if (settled) return;
       const response: IncomingMessage | null = upgrade;
@@ -118,6 +132,17 @@ function openWebSocket(options: ClientOptions, headers: Record<string, string>):
       resolve({ ws, socket: response.socket as Socket, response });
     });
   });
+}
+
+/** The request's options as ws hands them to createConnection: `path` is the URL's, not a socket's. */
+type SocketOptions = ConnectionOptions & { host: string; port: number; path?: string; socketPath?: string };
+
+/** What ws itself does to connect (its tlsConnect / netConnect), so that onSocket sees the socket. */
+function openSocket(options: SocketOptions, secure: boolean): Socket {
+  if (!secure) return netConnect({ ...options, path: options.socketPath } as NetConnectOpts);
+  // SNI only for a name: an IP address is not sent as a server name.
+  const servername = options.servername ?? (isIP(options.host) ? '' : options.host);
+  return tlsConnect({ ...options, path: undefined, servername });
 }
 
 function readBody(response: IncomingMessage): Promise<string> {

@@ -4,10 +4,22 @@ export { LOCAL_HIGH_WATER_MARK, OPEN_TIMEOUT_MS, DEFAULT_KEEPALIVE_INTERVAL_MS, 
 export { ProtocolError, StreamError, TunnelRefusedError } from './errors.js';
 export { replayMemory } from './replay-buffer.js';
 export { isResumeRequest } from './resume-table.js';
-export { encodeMessage, OpenRefusedError, openDeadlineMs, parseOpenReply, parseOpenRequest, readMessage, requestOpen, type OpenReply, type OpenRequest } from './open-request.js';
+export {
+  encodeMessage,
+  OpenRefusedError,
+  openDeadlineMs,
+  parseOpenReply,
+  parseOpenRequest,
+  readMessage,
+  requestOpen,
+  type OpenAccepted,
+  type OpenReply,
+  type OpenRequest,
+  type ProbeFindings,
+} from './open-request.js';
 export { TunnelServer, type Admission, type PeerInfo, type ServerOptions } from './server.js';
 export { Session, type SessionOptions } from './session.js';
 export { relay, type Tap } from './relay.js';
 export { Stream } from './stream.js';
-export { explainClientCertError } from './tls-errors.js';
+export { explainClientCertError, explainConnectError } from './tls-errors.js';
 export type { Transport, TransportHandlers } from './transport.js';

@@ -4,10 +4,21 @@ import type { Duplex } from 'node:stream';
 import { OPEN_MESSAGE_MAX, OPEN_TIMEOUT_MS } from './const.js';
 import { StreamError } from './errors.js';
 
-/** A data stream to a route, or (`migrate`) the control stream of a migration into a VM. */
-export type OpenRequest = { route: string } | { migrate: string };
+/**
+ * A data stream to a route, (`migrate`) the control stream of a migration into a VM, or
+ * (`probe`) a question about a route, answered as its opening would be but carrying nothing.
+ */
+export type OpenRequest = { route: string } | { migrate: string } | { probe: string };
 
-export type OpenReply = { ok: true } | { ok: false; code: string; message: string };
+/** What a destination says to a probe it answers yes: the socket it reached, and who it takes the client for. */
+export interface ProbeFindings {
+  socket: string;
+  identity: string;
+}
+
+export type OpenAccepted = { ok: true } & Partial<ProbeFindings>;
+
+export type OpenReply = OpenAccepted | { ok: false; code: string; message: string };
 
 export function encodeMessage(message: OpenRequest | OpenReply): Buffer {
   const json = Buffer.from(JSON.stringify(message));
@@ -73,10 +84,11 @@ export function readMessage(stream: Duplex, timeoutMs = OPEN_TIMEOUT_MS): Promis
 }
 
 export function parseOpenRequest(value: unknown): OpenRequest {
-  const request = (typeof value === 'object' && value !== null ? value : {}) as { route?: unknown; migrate?: unknown };
+  const request = (typeof value === 'object' && value !== null ? value : {}) as { route?: unknown; migrate?: unknown; probe?: unknown };
   if (typeof request.route === 'string') return { route: request.route };
   if (typeof request.migrate === 'string') return { migrate: request.migrate };
-  throw new StreamError('open request must be a JSON object with a string "route" (or "migrate")', 'EOPENMALFORMED');
+  if (typeof request.probe === 'string') return { probe: request.probe };
+  throw new StreamError('open request must be a JSON object with a string "route" (or "migrate", "probe")', 'EOPENMALFORMED');
 }
 
 /** The destination refused to open a stream; `code` and the message are its words. */
@@ -84,15 +96,16 @@ export class OpenRefusedError extends StreamError {}
 
 /**
  * The opening side of the handshake on a new stream: sends `request` and waits for the answer.
- * Resolves once the destination said yes; otherwise destroys the stream and rejects
+ * Resolves with it once the destination said yes; otherwise destroys the stream and rejects
  * (OpenRefusedError with the destination's code and message, when it said no).
  */
-export async function requestOpen(stream: Duplex, request: OpenRequest, deadlineMs: number): Promise<void> {
+export async function requestOpen(stream: Duplex, request: OpenRequest, deadlineMs: number): Promise<OpenAccepted> {
   stream.on('error', () => {}); // reported through the rejection, or by whoever pipes the stream
   stream.write(encodeMessage(request));
   try {
     const reply = parseOpenReply(await readMessage(stream, deadlineMs));
     if (!reply.ok) throw new OpenRefusedError(reply.message, reply.code);
+    return reply;
   } catch (error) {
     stream.destroy();
     throw error;
@@ -101,8 +114,14 @@ export async function requestOpen(stream: Duplex, request: OpenRequest, deadline
 
 export function parseOpenReply(value: unknown): OpenReply {
   if (typeof value === 'object' && value !== null) {
-    const reply = value as { ok?: unknown; code?: unknown; message?: unknown };
-    if (reply.ok === true) return { ok: true };
+    const reply = value as { ok?: unknown; code?: unknown; message?: unknown; socket?: unknown; identity?: unknown };
+    if (reply.ok === true) {
+      return {
+        ok: true,
+        ...(typeof reply.socket === 'string' ? { socket: reply.socket } : {}),
+        ...(typeof reply.identity === 'string' ? { identity: reply.identity } : {}),
+      };
+    }
     if (reply.ok === false) {
       return {
         ok: false,

@@ -126,7 +126,7 @@ async function commandPaths(prefix: string[] = []): Promise<string[][]> {
 test('--version and -V print the package version on the program and every command', async () => {
   const paths = await commandPaths();
   const names = paths.map((p) => p.join(' '));
-  for (const wanted of ['', 'dest', 'source', 'migrate', 'route', 'route add', 'route remove', 'route list', 'status']) assert.ok(names.includes(wanted), `no command '${wanted}' in --help`);
+  for (const wanted of ['', 'dest', 'source', 'check', 'migrate', 'route', 'route add', 'route remove', 'route list', 'status']) assert.ok(names.includes(wanted), `no command '${wanted}' in --help`);
   for (const path of paths) {
     for (const flag of ['--version', '-V']) {
       const { stdout, stderr } = await run(process.execPath, [CLI, ...path, flag]);

@@ -373,8 +373,8 @@ test(
 /** JSON text objects shaped like open requests and replies, with fields of any JSON type. */
 function jsonValueArb(hostileKeys: boolean): fc.Arbitrary<unknown> {
   const key = hostileKeys
-    ? fc.constantFrom('ok', 'code', 'message', 'route', 'toString', 'valueOf', '__proto__', 'constructor')
-    : fc.constantFrom('ok', 'code', 'message', 'route', 'x', '');
+    ? fc.constantFrom('ok', 'code', 'message', 'route', 'probe', 'socket', 'toString', 'valueOf', '__proto__', 'constructor')
+    : fc.constantFrom('ok', 'code', 'message', 'route', 'migrate', 'probe', 'socket', 'identity', 'x', '');
   const leaf = fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.constantFrom(true, false, null, 0, '', 'vm1-vda'));
   const { value } = fc.letrec((tie) => ({
     value: fc.oneof({ depthSize: 'small', withCrossShrink: true }, leaf, tie('object'), fc.array(tie('value'), { maxLength: 3 })),
@@ -384,22 +384,31 @@ function jsonValueArb(hostileKeys: boolean): fc.Arbitrary<unknown> {
   return value.map((v) => JSON.parse(JSON.stringify(v) ?? 'null') as unknown);
 }
 
+/** What parseOpenRequest must make of `v`: the first of route, migrate, probe that is a string. */
+function expectedRequest(v: Record<string, unknown>): Record<string, string> | null {
+  for (const key of ['route', 'migrate', 'probe']) if (typeof v[key] === 'string') return { [key]: v[key] };
+  return null;
+}
+
 function checkParsers(value: unknown): void {
   const v = value as Record<string, unknown> | null;
   const isObject = typeof value === 'object' && value !== null;
+  const wanted = isObject ? expectedRequest(v!) : null;
   try {
     const request = parseOpenRequest(value);
-    assert.ok(isObject && typeof v!.route === 'string', 'accepted a request without a string route');
-    assert.deepEqual(request, { route: v!.route });
+    assert.ok(wanted, 'accepted a request without a string route, migrate or probe');
+    assert.deepEqual(request, wanted);
   } catch (error) {
     if (error instanceof assert.AssertionError) throw error;
     assert.ok(error instanceof StreamError && error.code === 'EOPENMALFORMED', `parseOpenRequest threw ${String(error)}`);
-    assert.ok(!(isObject && typeof v!.route === 'string'), 'refused a valid request');
+    assert.equal(wanted, null, 'refused a valid request');
   }
   try {
     const reply = parseOpenReply(value);
     assert.ok(isObject && (v!.ok === true || v!.ok === false), 'accepted a reply without a boolean ok');
-    if (reply.ok) assert.deepEqual(reply, { ok: true });
+    // A yes keeps a probe's findings when they are strings, and nothing else.
+    const findings = Object.fromEntries(['socket', 'identity'].filter((k) => typeof v![k] === 'string').map((k) => [k, v![k]]));
+    if (reply.ok) assert.deepEqual(reply, { ok: true, ...findings });
     else {
       assert.equal(v!.ok, false);
       assert.equal(typeof reply.code, 'string');

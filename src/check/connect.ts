@@ -1,0 +1,56 @@
+// The first two steps: TCP and TLS to the destination, then the WebSocket upgrade (where the
+// destination checks the client certificate and token). Which one failed is known from how far
+// the socket got, not guessed from the error.
+import { X509Certificate } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
+import type { SourceConfig } from '../config.js';
+import { connectTunnel, explainConnectError, SUBPROTOCOL, TunnelRefusedError, type Session } from '../tunnel/index.js';
+import { describeCertificate, subjectLine } from './certificate.js';
+import { failed, passed, type Step } from './step.js';
+
+export type Connection = { ok: true; session: Session; steps: Step[] } | { ok: false; steps: Step[] };
+
+export async function connectAndReport(config: SourceConfig): Promise<Connection> {
+  const where = new URL(config.url).host;
+  let connected = false;
+  // Read when the handshake ends: once the connection is refused, the socket no longer has it.
+  let secured: string | null = null;
+  const transportStep = (): Step => passed(secured ?? `plain TCP to ${where} (--insecure: no TLS, no certificates)`);
+  try {
+    const session = await connectTunnel({
+      url: config.url,
+      ...config.tls,
+      servername: config.servername,
+      token: config.token,
+      // Not resumable: the destination keeps nothing of a check once it is over.
+      session: { ...config.session, resumeTimeoutMs: 0 },
+      onSocket(socket) {
+        socket.once('connect', () => (connected = true));
+        socket.once('secureConnect', () => (secured = describeTls(socket as TLSSocket, where)));
+      },
+    });
+    return { ok: true, session, steps: [transportStep(), passed(`WebSocket upgrade (${SUBPROTOCOL}): ${admitted(config)}`)] };
+  } catch (error) {
+    const why = error instanceof TunnelRefusedError ? error.message : explain(error as Error);
+    if (!connected) return { ok: false, steps: [failed(`connect to ${where}: ${why}`)] };
+    if (config.tls && secured === null) return { ok: false, steps: [failed(`TLS to ${where}: ${why}`)] };
+    return { ok: false, steps: [transportStep(), failed(`WebSocket upgrade (${SUBPROTOCOL}): ${why}`)] };
+  }
+}
+
+function describeTls(socket: TLSSocket, where: string): string {
+  const version = (socket.getProtocol() ?? 'TLS').replace('TLSv', 'TLS ');
+  const certificate = socket.getPeerX509Certificate();
+  return `${version} to ${where}: destination certificate ${certificate ? describeCertificate(certificate) : '(none)'}`;
+}
+
+/** The socket's own error, explained, without connectTunnel's "cannot connect to URL" around it. */
+function explain(error: Error): string {
+  return error.cause instanceof Error ? explainConnectError(error.cause) : error.message;
+}
+
+function admitted(config: SourceConfig): string {
+  const token = config.token === undefined ? '' : ' with the --token-file token';
+  if (!config.tls) return `accepted without a certificate (--insecure)${token}`;
+  return `client certificate ${subjectLine(new X509Certificate(config.tls.cert))} accepted${token}`;
+}
