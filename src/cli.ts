@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Command line: parses flags (with NBD_TUNNEL_* env fallbacks), builds the config, starts the role.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, DEFAULTS, destConfig, type DestFlags, type SourceFlags } from './config.js';
 import { loadFlags } from './config-file.js';
 import { addCheckCommand } from './check/index.js';
@@ -247,5 +247,8 @@ try {
   await program.parseAsync(process.argv);
 } catch (error) {
   // commander has printed its one line already; bad usage exits 2, --help and --version 0.
-  process.exit((error as { exitCode?: number }).exitCode === 0 ? 0 : 2);
+  if (error instanceof CommanderError) process.exit(error.exitCode === 0 ? 0 : 2);
+  // Anything else escaped a command's own handling: a bug, said as one rather than a silent exit.
+  process.stderr.write(`nbd-tunnel: internal error: ${(error as Error).stack ?? String(error)}\n`);
+  process.exit(1);
 }
