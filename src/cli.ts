@@ -7,6 +7,7 @@ import { loadFlags } from './config-file.js';
 import { addRouteCommand } from './control/index.js';
 import { runDest } from './dest/index.js';
 import { createLogger, flushLogs, LOG_LEVELS, type Logger, type LogLevel } from './log.js';
+import { startClusterMetrics } from './metrics/index.js';
 import { addMigrateCommand } from './migrate/index.js';
 import { runSource, runSourcePrimary, runSourceWorker } from './source/index.js';
 import { redraw, renderStatus, runStatus, type StatusDocument } from './status/index.js';
@@ -118,6 +119,8 @@ interface Role {
   logLevel: LogLevel;
   /** Processes to run; more than one means a primary and that many workers. */
   processes: number;
+  /** --metrics: with workers, the primary serves them all, merged. */
+  metrics: { host: string; port: number } | undefined;
   /** Show progress bars on stdout instead of JSON lines (which then go to stderr, warnings up). */
   progressView?: boolean;
   /** Serves in this one process (also what a dest worker runs: the cluster shares its port). */
@@ -132,19 +135,23 @@ async function startRole(role: Role, log: Logger): Promise<Running> {
   if (inWorker) return (role.runWorker ?? role.run)(log);
   if (role.processes === 1) return role.run(log);
   const supervisor = await superviseWorkers(role.processes, log);
+  let primary: Running | undefined;
   try {
-    const primary = await role.runPrimary?.(log, supervisor);
-    // The workers drain their own streams when close() stops them.
+    primary = await role.runPrimary?.(log, supervisor);
+    const metrics = await startClusterMetrics(role.metrics, role.name, supervisor.members);
+    // The workers drain their own streams when close() stops them; /status and /healthz say so meanwhile.
     return {
-      readyFields: { ...supervisor.readyFields, ...primary?.readyFields, workers: role.processes },
+      readyFields: { ...supervisor.readyFields, ...primary?.readyFields, workers: role.processes, ...metrics.fields },
       stopAccepting: () => primary?.stopAccepting(),
       openStreams: () => 0,
       async close() {
         await primary?.close();
         await supervisor.close();
+        await metrics.close();
       },
     };
   } catch (error) {
+    await primary?.close();
     await supervisor.close();
     throw error;
   }
@@ -271,6 +278,7 @@ addCommonOptions(
     drainTimeoutMs: config.drainTimeoutMs,
     logLevel: config.logLevel,
     processes: config.workers,
+    metrics: config.metrics,
     run: (log) => runDest(config, log),
   });
 });
@@ -304,6 +312,7 @@ addCommonOptions(
     drainTimeoutMs: config.drainTimeoutMs,
     logLevel: config.logLevel,
     processes: config.connections,
+    metrics: config.metrics,
     progressView:
       config.logFormat === 'auto' &&
       !explicitLogLevel &&

@@ -1,13 +1,18 @@
 // Renders a /status document as a table, one row per stream, with a progress bar per disk.
-import type { SessionStatus } from '../metrics/index.js';
+import type { SessionStatus, WorkerState } from '../metrics/index.js';
 
 export interface StatusDocument {
   role: string;
   /** The proxy's nbd-tunnel version (absent from versions before 0.1.0's /status had it). */
   version?: string;
   pid: number;
+  /** With --workers/--connections: each worker's state; sessions and streams then name their worker. */
+  workers?: WorkerState[];
   sessions: SessionStatus[];
 }
+
+/** A session as the table names it: its worker's name first when there are workers (ids are per process). */
+const sessionName = (s: SessionStatus): string => (s.worker ? `${s.worker}/${s.id}` : String(s.id));
 
 const BAR_WIDTH = 20;
 
@@ -38,7 +43,7 @@ export function renderStatus(doc: StatusDocument, withBars: boolean): string {
   for (const session of doc.sessions) {
     for (const s of session.streams) {
       rows.push([
-        String(session.id),
+        sessionName(session),
         String(s.stream),
         s.route,
         s.export ?? (s.inspection === 'not-nbd' ? '(not NBD)' : '-'),
@@ -53,8 +58,11 @@ export function renderStatus(doc: StatusDocument, withBars: boolean): string {
   }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
-  const sessions = doc.sessions.map((s) => `session ${s.id}: ${s.client ? `${s.client} ` : ''}${s.peer}${s.rttMs === null ? '' : `, rtt ${s.rttMs} ms`}${s.suspended ? ', SUSPENDED (reconnecting)' : ''}`);
-  const out = [`nbd-tunnel ${doc.role} (pid ${doc.pid}): ${doc.sessions.length} session(s)`, ...sessions, line(header)];
+  const sessions = doc.sessions.map((s) => `session ${sessionName(s)}: ${s.client ? `${s.client} ` : ''}${s.peer}${s.rttMs === null ? '' : `, rtt ${s.rttMs} ms`}${s.suspended ? ', SUSPENDED (reconnecting)' : ''}`);
+  const workers = doc.workers ?? [];
+  const troubled = workers.filter((w) => !w.ok).map((w) => `worker ${w.worker} (pid ${w.pid}): ${w.reason}`);
+  const processes = workers.length > 0 ? `, ${workers.length} workers` : '';
+  const out = [`nbd-tunnel ${doc.role} (pid ${doc.pid}${processes}): ${doc.sessions.length} session(s)`, ...troubled, ...sessions, line(header)];
   rows.forEach((r, i) => out.push(withBars ? `${line(r)}  ${bars[i]}` : line(r)));
   if (rows.length === 0) out.push('(no streams)');
   return `${out.join('\n')}\n`;
