@@ -10,11 +10,10 @@ import { createLogger, flushLogs, LOG_LEVELS, type Logger, type LogLevel } from 
 import { startClusterMetrics } from './metrics/index.js';
 import { addMigrateCommand } from './migrate/index.js';
 import { runSource, runSourcePrimary, runSourceWorker } from './source/index.js';
-import { redraw, renderStatus, runStatus, type StatusDocument } from './status/index.js';
+import { progressView, runStatus, type StatusDocument } from './status/index.js';
 import { VERSION } from './version.js';
 import { inWorker, reportReady, superviseWorkers, type Supervisor } from './workers.js';
 
-const PROGRESS_VIEW_MS = 1_000;
 const DRAIN_POLL_MS = 100;
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -158,7 +157,8 @@ async function startRole(role: Role, log: Logger): Promise<Running> {
 }
 
 async function start(role: Role): Promise<void> {
-  const log = role.progressView ? createLogger('warn', role.name, true) : createLogger(role.logLevel, role.name);
+  const view = role.progressView ? progressView(process.stdout, role.drainTimeoutMs) : null;
+  const log = view ? createLogger('warn', role.name, view.log) : createLogger(role.logLevel, role.name);
   // Signal handlers first: a signal that arrives right after the ready line must not find the
   // default action (immediate death, socket files left behind).
   let running: Running | null = null;
@@ -173,7 +173,8 @@ async function start(role: Role): Promise<void> {
     stopping = signal;
     if (!running) return; // started below, then shut down at once
     draining = true;
-    void drainAndExit(running, signal, role.drainTimeoutMs, log);
+    const open = running.openStreams;
+    void drainAndExit(running, signal, role.drainTimeoutMs, log, () => view?.draining(open));
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
@@ -185,12 +186,7 @@ async function start(role: Role): Promise<void> {
   }
   if (inWorker) reportReady(running.readyFields);
   else log.info({ version: VERSION, ...running.readyFields, ...role.readyExtra }, role.readyMsg);
-  const status = running.status;
-  if (role.progressView && status) {
-    const view = setInterval(() => redraw(renderStatus(status(), true)), PROGRESS_VIEW_MS);
-    view.unref();
-    redraw(renderStatus(status(), true));
-  }
+  if (view && running.status) view.show(running.status);
   if (stopping !== null) {
     const signal: string = stopping;
     stopping = null;
@@ -199,10 +195,11 @@ async function start(role: Role): Promise<void> {
 }
 
 /** Stops taking connections, lets open streams finish for up to `timeoutMs`, then closes the rest and exits. */
-async function drainAndExit(running: Running, signal: string, timeoutMs: number, log: Logger): Promise<never> {
+async function drainAndExit(running: Running, signal: string, timeoutMs: number, log: Logger, announce: () => void): Promise<never> {
   const started = Date.now();
   running.stopAccepting(); // first: whoever reads the line below may rely on it
   log.info({ signal, streams: running.openStreams(), drainTimeoutMs: timeoutMs }, 'draining');
+  announce();
   while (running.openStreams() > 0 && Date.now() - started < timeoutMs) await sleep(DRAIN_POLL_MS);
   const left = running.openStreams();
   if (left > 0) log.warn({ streams: left, drainTimeoutMs: timeoutMs }, 'drain timeout: closing the streams still open');

@@ -7,8 +7,7 @@ import { writeFile } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { CLI, fetchFromMetrics, run, startCountingServer, startProxy, startTunnel, type Proxy } from '../harness/index.js';
+import { CLI, fetchFromMetrics, run, startCountingServer, startProxy, startTunnel, until, type Proxy } from '../harness/index.js';
 import { suiteFolder } from '../harness/suite.js';
 
 const suite = suiteFolder('nbdt-monitoring-');
@@ -91,17 +90,6 @@ interface WorkersStatus {
 
 async function statusOf(proxy: Proxy): Promise<WorkersStatus> {
   return (await fetchFromMetrics(proxy, '/status')).json() as Promise<WorkersStatus>;
-}
-
-/** Polls `probe` every 50 ms until it returns something other than null; fails after `timeoutMs` with `what` and the last probe's value. */
-async function until<T>(what: string, probe: () => Promise<T | null>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== null) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(50);
-  }
 }
 
 /** The value of one sample line of a scrape, e.g. `nbd_tunnel_bytes_total{route="a",direction="to_dest"}`. */
