@@ -8,14 +8,14 @@ import { addCheckCommand } from './check/index.js';
 import { addRouteCommand } from './control/index.js';
 import { runDest } from './dest/index.js';
 import { createLogger, flushLogs, type Logger, type LogLevel } from './log.js';
+import { startClusterMetrics } from './metrics/index.js';
 import { addMigrateCommand } from './migrate/index.js';
 import { addCommonOptions, addSourceOptions, collect, inspectSwitch, loadSourceConfig, splitEnvList, splitEnvRoutes } from './proxy-options.js';
 import { runSource, runSourcePrimary, runSourceWorker } from './source/index.js';
-import { redraw, renderStatus, runStatus, type StatusDocument } from './status/index.js';
+import { progressView, runStatus, type StatusDocument } from './status/index.js';
 import { VERSION } from './version.js';
 import { inWorker, reportReady, superviseWorkers, type Supervisor } from './workers.js';
 
-const PROGRESS_VIEW_MS = 1_000;
 const DRAIN_POLL_MS = 100;
 
 interface Running {
@@ -37,6 +37,8 @@ interface Role {
   logLevel: LogLevel;
   /** Processes to run; more than one means a primary and that many workers. */
   processes: number;
+  /** --metrics: with workers, the primary serves them all, merged. */
+  metrics: { host: string; port: number } | undefined;
   /** Show progress bars on stdout instead of JSON lines (which then go to stderr, warnings up). */
   progressView?: boolean;
   /** Serves in this one process (also what a dest worker runs: the cluster shares its port). */
@@ -51,26 +53,31 @@ async function startRole(role: Role, log: Logger): Promise<Running> {
   if (inWorker) return (role.runWorker ?? role.run)(log);
   if (role.processes === 1) return role.run(log);
   const supervisor = await superviseWorkers(role.processes, log);
+  let primary: Running | undefined;
   try {
-    const primary = await role.runPrimary?.(log, supervisor);
-    // The workers drain their own streams when close() stops them.
+    primary = await role.runPrimary?.(log, supervisor);
+    const metrics = await startClusterMetrics(role.metrics, role.name, supervisor.members);
+    // The workers drain their own streams when close() stops them; /status and /healthz say so meanwhile.
     return {
-      readyFields: { ...supervisor.readyFields, ...primary?.readyFields, workers: role.processes },
+      readyFields: { ...supervisor.readyFields, ...primary?.readyFields, workers: role.processes, ...metrics.fields },
       stopAccepting: () => primary?.stopAccepting(),
       openStreams: () => 0,
       async close() {
         await primary?.close();
         await supervisor.close();
+        await metrics.close();
       },
     };
   } catch (error) {
+    await primary?.close();
     await supervisor.close();
     throw error;
   }
 }
 
 async function start(role: Role): Promise<void> {
-  const log = role.progressView ? createLogger('warn', role.name, true) : createLogger(role.logLevel, role.name);
+  const view = role.progressView ? progressView(process.stdout, role.drainTimeoutMs) : null;
+  const log = view ? createLogger('warn', role.name, view.log) : createLogger(role.logLevel, role.name);
   // Signal handlers first: a signal that arrives right after the ready line must not find the
   // default action (immediate death, socket files left behind).
   let running: Running | null = null;
@@ -85,7 +92,8 @@ async function start(role: Role): Promise<void> {
     stopping = signal;
     if (!running) return; // started below, then shut down at once
     draining = true;
-    void drainAndExit(running, signal, role.drainTimeoutMs, log);
+    const open = running.openStreams;
+    void drainAndExit(running, signal, role.drainTimeoutMs, log, () => view?.draining(open));
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
@@ -97,12 +105,7 @@ async function start(role: Role): Promise<void> {
   }
   if (inWorker) reportReady(running.readyFields);
   else log.info({ version: VERSION, ...running.readyFields, ...role.readyExtra }, role.readyMsg);
-  const status = running.status;
-  if (role.progressView && status) {
-    const view = setInterval(() => redraw(renderStatus(status(), true)), PROGRESS_VIEW_MS);
-    view.unref();
-    redraw(renderStatus(status(), true));
-  }
+  if (view && running.status) view.show(running.status);
   if (stopping !== null) {
     const signal: string = stopping;
     stopping = null;
@@ -111,10 +114,11 @@ async function start(role: Role): Promise<void> {
 }
 
 /** Stops taking connections, lets open streams finish for up to `timeoutMs`, then closes the rest and exits. */
-async function drainAndExit(running: Running, signal: string, timeoutMs: number, log: Logger): Promise<never> {
+async function drainAndExit(running: Running, signal: string, timeoutMs: number, log: Logger, announce: () => void): Promise<never> {
   const started = Date.now();
   running.stopAccepting(); // first: whoever reads the line below may rely on it
   log.info({ signal, streams: running.openStreams(), drainTimeoutMs: timeoutMs }, 'draining');
+  announce();
   while (running.openStreams() > 0 && Date.now() - started < timeoutMs) await sleep(DRAIN_POLL_MS);
   const left = running.openStreams();
   if (left > 0) log.warn({ streams: left, drainTimeoutMs: timeoutMs }, 'drain timeout: closing the streams still open');
@@ -190,6 +194,7 @@ addCommonOptions(
     drainTimeoutMs: config.drainTimeoutMs,
     logLevel: config.logLevel,
     processes: config.workers,
+    metrics: config.metrics,
     run: (log) => runDest(config, log),
   });
 });
@@ -207,6 +212,7 @@ addSourceOptions(
     drainTimeoutMs: config.drainTimeoutMs,
     logLevel: config.logLevel,
     processes: config.connections,
+    metrics: config.metrics,
     progressView:
       config.logFormat === 'auto' &&
       !explicitLogLevel &&

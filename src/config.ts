@@ -143,7 +143,7 @@ export function destConfig(flags: DestFlags, reread: () => DestFlags = () => fla
   }
   const workers = parseProcesses('--workers', flags.workers);
   // A destination that only receives migrations (--vm) needs no route of its own.
-  const common = commonConfig(flags, workers, '--workers', 'server', flags.vm.length > 0 ? null : '--route-dir DIR or --vm NAME=QMP_SOCKET');
+  const common = commonConfig(flags, 'server', flags.vm.length > 0 ? null : '--route-dir DIR or --vm NAME=QMP_SOCKET');
   const vms = parseNamedSockets('--vm', flags.vm);
   return {
     ...common,
@@ -182,7 +182,7 @@ export function sourceConfig(flags: SourceFlags, reread: () => SourceFlags = () 
   const connections = parseProcesses('--connections', flags.connections);
   const routesOptional = flags.routeDir !== undefined || flags.control !== undefined;
   return {
-    ...commonConfig(flags, connections, '--connections', 'client', routesOptional ? null : '--route-dir DIR or --control SOCKET'),
+    ...commonConfig(flags, 'client', routesOptional ? null : '--route-dir DIR or --control SOCKET'),
     reload: () => sourceConfig(reread(), reread),
     url: url.toString(),
     servername: flags.servername,
@@ -257,10 +257,7 @@ export function migrateConfig(flags: MigrateFlags): MigrateCommandConfig {
  * `routesOr`: what may stand in for --route (null: nothing is needed); a --route-dir alone also
  * does, on both sides.
  */
-function commonConfig(flags: CommonFlags, processes: number, processFlag: string, pkiRole: 'server' | 'client', routesOr: string | null): CommonConfig {
-  if (flags.metrics !== undefined && processes > 1) {
-    throw new ConfigError(`--metrics: not available with ${processFlag} above 1 yet (each process would need its own port)`);
-  }
+function commonConfig(flags: CommonFlags, pkiRole: 'server' | 'client', routesOr: string | null): CommonConfig {
   const keepaliveIntervalMs = parseSeconds('--keepalive-interval', flags.keepaliveInterval);
   const keepaliveTimeoutMs = parseSeconds('--keepalive-timeout', flags.keepaliveTimeout);
   const streamWindow = parseSize('--stream-window', flags.streamWindow);

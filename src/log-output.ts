@@ -27,6 +27,17 @@ export function logOutput(fd: 1 | 2): LogOutput {
   return syncOutput(fd); // a file or a terminal: a write either completes or fails at once
 }
 
+/** Lines for a terminal view, and to `copy` (stderr, when it is not that terminal). */
+export function viewOutput(view: (line: string) => void, copy: LogOutput | null): LogOutput {
+  return {
+    write(line) {
+      copy?.write(line);
+      view(line);
+    },
+    flush: (timeoutMs) => copy?.flush(timeoutMs) ?? Promise.resolve(),
+  };
+}
+
 /** The fd in a libuv pipe handle, which makes it non-blocking: writes queue, and the queue is bounded. */
 function pipeOutput(fd: number): LogOutput {
   const socket = new Socket({ fd, readable: false, writable: true });

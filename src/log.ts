@@ -1,6 +1,6 @@
 // One pino logger per process: JSON lines on stdout, one event a line, never waiting on the reader.
 import { pino, type Logger } from 'pino';
-import { logOutput, type LogOutput } from './log-output.js';
+import { logOutput, viewOutput, type LogOutput } from './log-output.js';
 
 export type { Logger };
 export { droppedLogLines } from './log-output.js';
@@ -10,9 +10,12 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 
 let output: LogOutput | null = null;
 
-/** `toStderr`: when stdout shows the progress view, the JSON lines that remain go to stderr. */
-export function createLogger(level: LogLevel, role: string, toStderr = false): Logger {
-  output = logOutput(toStderr ? 2 : 1);
+/**
+ * `view`: stdout shows a terminal view, which takes the lines (it keeps the warnings and errors
+ * on screen); they go to stderr as well, unless stderr is a terminal too (the same screen).
+ */
+export function createLogger(level: LogLevel, role: string, view?: (line: string) => void): Logger {
+  output = view ? viewOutput(view, process.stderr.isTTY ? null : logOutput(2)) : logOutput(1);
   return pino({ level, base: { role, pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, output);
 }
 

@@ -1,5 +1,6 @@
 // The Prometheus view of a Registry: every value computed at scrape time from live streams plus
-// the totals of closed ones.
+// the totals of closed ones. Each metric's `aggregator` says how a primary merges its workers'
+// values (cluster-view.ts): counters and most gauges add up; the rest say so.
 import { collectDefaultMetrics, Counter, Gauge, Registry as PromRegistry, type LabelValues } from 'prom-client';
 import { droppedLogLines } from '../log.js';
 import { replayMemory } from '../tunnel/index.js';
@@ -7,6 +8,12 @@ import { buildInfo } from '../version.js';
 import { directionBytes, negotiated, type Registry } from './registry.js';
 
 type Labels = LabelValues<string>;
+
+/**
+ * Figures of one process (its CPU, memory, descriptors, event loop, replay peak): with workers,
+ * each worker's are kept apart under a `worker` label rather than merged.
+ */
+export const perProcess = (name: string): boolean => /^nbd_tunnel_(process_|nodejs_|replay_bytes_peak$)/.test(name);
 
 /** Sums `entries` into a label-keyed map, starting from closed-stream totals. */
 function sum(base: Map<string, number>, entries: Array<[string[], number]>): Map<string, number> {
@@ -32,7 +39,7 @@ export function prometheusRegistry(registry: Registry): PromRegistry {
   const prom = new PromRegistry();
   const liveNbd = () => [...registry.streams].map(negotiated).filter((n) => n !== null);
   // The usual *_build_info idiom: a constant 1 whose labels say what runs, to join on in queries.
-  new Gauge({ name: 'nbd_tunnel_build_info', help: 'Always 1; the labels name the nbd-tunnel and Node.js versions', labelNames: ['version', 'node'], registers: [prom] }).set(
+  new Gauge({ name: 'nbd_tunnel_build_info', help: 'Always 1; the labels name the nbd-tunnel and Node.js versions', labelNames: ['version', 'node'], aggregator: 'first', registers: [prom] }).set(
     { ...buildInfo },
     1,
   );
@@ -126,6 +133,7 @@ export function prometheusRegistry(registry: Registry): PromRegistry {
     name: 'nbd_tunnel_export_covered_ratio',
     help: 'Share of the export written at least once through an open stream, by route and export',
     labelNames: ['route', 'export'],
+    aggregator: 'max', // a share: never added across processes
     registers: [prom],
     collect() {
       const live = liveNbd().flatMap(({ labels, stats }): Array<[string[], number]> => (stats.coverage ? [[labels, stats.coverage.ratio]] : []));
@@ -135,6 +143,7 @@ export function prometheusRegistry(registry: Registry): PromRegistry {
   new Gauge({
     name: 'nbd_tunnel_session_rtt_seconds',
     help: 'Round-trip time of the latest keepalive ping (the largest over open sessions)',
+    aggregator: 'max',
     registers: [prom],
     collect() {
       const rtts = [...registry.sessions.values()].map((s) => s.rttMs).filter((r): r is number => r !== null);
@@ -155,6 +164,7 @@ export function prometheusRegistry(registry: Registry): PromRegistry {
     name: 'nbd_tunnel_certificate_expiry_seconds',
     help: "Seconds until this side's certificate (own) and its CA (ca) expire; negative once expired",
     labelNames: ['which'],
+    aggregator: 'min', // every process reads the same files; the soonest expiry after a partial reload
     registers: [prom],
     collect() {
       this.reset();

@@ -16,6 +16,8 @@ export interface TrackedStream {
 }
 
 export interface StreamStatus {
+  /** With workers: the one carrying the stream (session and stream ids are per process). */
+  worker?: string;
   session: number;
   stream: number;
   route: string;
@@ -47,6 +49,8 @@ export interface TrackableSession {
 }
 
 export interface SessionStatus extends SessionInfo {
+  /** With workers: the one serving the session. */
+  worker?: string;
   /** The session's stream table; `streams` lists the ones being relayed. */
   openStreams: number;
   streams: StreamStatus[];

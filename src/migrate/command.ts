@@ -4,6 +4,7 @@ import { Command, Option } from 'commander';
 import { ConfigError, migrateConfig, type MigrateFlags } from '../config.js';
 import { createLogger, flushLogs, LOG_LEVELS } from '../log.js';
 import { VERSION } from '../version.js';
+import { migrationScreen } from './progress.js';
 import { runMigrate } from './run.js';
 import type { MigrationReport } from './sequence.js';
 
@@ -40,8 +41,9 @@ export function addMigrateCommand(program: Command, fail: Fail): void {
         throw error;
       }
       const bars = config.logFormat === 'auto' && command.getOptionValueSource('logLevel') === 'default' && process.stdout.isTTY === true;
-      // With bars on stdout, the JSON lines that remain (warnings) go to stderr.
-      const log = bars ? createLogger('warn', 'migrate', true) : createLogger(config.logLevel, 'migrate');
+      // With bars on stdout, the JSON lines that remain (warnings) are shown below them.
+      const screen = bars ? migrationScreen(process.stdout) : null;
+      const log = screen ? createLogger('warn', 'migrate', screen.log) : createLogger(config.logLevel, 'migrate');
       // The first line says which nbd-tunnel ran it, as the proxies' listening/ready lines do.
       log.info({ version: VERSION, vm: config.vm, qmp: config.qmp, url: config.url, storageOnly: config.storageOnly }, 'migration starting');
       let report: MigrationReport;
@@ -53,7 +55,7 @@ export function addMigrateCommand(program: Command, fail: Fail): void {
             migration: { vm: config.vm, disks: config.disks, storageOnly: config.storageOnly, copyMode: config.copyMode, speed: config.speed },
           },
           log,
-          bars ? process.stdout : null,
+          screen,
         );
       } catch (error) {
         log.error({ vm: config.vm, reason: (error as Error).message }, 'migration failed');

@@ -3,7 +3,7 @@
 import type { Logger } from '../log.js';
 import { QmpClient } from '../qmp/index.js';
 import { Connector, type ClientOptions } from '../tunnel/index.js';
-import { progressView } from './progress.js';
+import { progressView, type MigrationScreen } from './progress.js';
 import { migrate, type MigrateOptions, type MigrationReport } from './sequence.js';
 
 export interface MigrateConfig {
@@ -17,7 +17,7 @@ const QMP_CONNECT_MS = 5_000;
 /** How long a lost connection may take to come back before the migration fails (and is undone). */
 const RESUME_TIMEOUT_MS = 60_000;
 
-export async function runMigrate(config: MigrateConfig, log: Logger, terminal: NodeJS.WriteStream | null): Promise<MigrationReport> {
+export async function runMigrate(config: MigrateConfig, log: Logger, screen: MigrationScreen | null): Promise<MigrationReport> {
   const interrupt = new AbortController();
   const onSignal = (signal: string): void => interrupt.abort(new Error(`interrupted by ${signal}: the migration was undone`));
   process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
@@ -31,7 +31,7 @@ export async function runMigrate(config: MigrateConfig, log: Logger, terminal: N
       const session = await connector.acquire().catch((error: Error) => {
         throw new Error(`--connect ${config.tunnel.url}: ${error.message}`);
       });
-      const view = progressView(log, terminal);
+      const view = progressView(log, screen);
       const report = await migrate(qmp, config.qmp, session, config.migration, log, (p) => view.update(p), interrupt.signal);
       view.end();
       return report;

@@ -88,6 +88,8 @@ export async function runSourceWorker(config: SourceConfig, log: Logger): Promis
     tunnel.dispatch(socket, message.route);
   };
   process.on('message', onMessage);
+  // With --metrics, the worker answers the primary, which serves every worker's figures.
+  const metrics = await startMetrics(config.metrics, tunnel.registry, 'source', tunnel.health);
   return {
     readyFields: { url: config.url },
     stopAccepting: () => process.off('message', onMessage),
@@ -95,6 +97,7 @@ export async function runSourceWorker(config: SourceConfig, log: Logger): Promis
     async close() {
       stopReload();
       process.off('message', onMessage);
+      await metrics.close();
       await tunnel.stop();
     },
   };

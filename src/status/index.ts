@@ -1,8 +1,10 @@
 // `nbd-tunnel status URL`: the streams of a running proxy (its --metrics address) as a table;
 // on a terminal it redraws every second with a progress bar per disk until interrupted.
-import { bar, renderStatus, size, type StatusDocument } from './render.js';
+import { terminalView } from '../terminal/index.js';
+import { size, statusLines, type StatusDocument } from './render.js';
 
-export { bar, renderStatus, size, type StatusDocument };
+export { size, type StatusDocument };
+export { progressView } from './progress-view.js';
 
 const REDRAW_MS = 1_000;
 
@@ -30,17 +32,14 @@ async function fetchStatus(url: string): Promise<StatusDocument> {
 export async function runStatus(url: string, once: boolean): Promise<void> {
   const live = !once && process.stdout.isTTY;
   if (!live) {
-    process.stdout.write(renderStatus(await fetchStatus(url), false));
+    process.stdout.write(`${statusLines(await fetchStatus(url), { bars: false }).join('\n')}\n`);
     return;
   }
+  let doc = await fetchStatus(url);
+  const view = terminalView(process.stdout, (width) => statusLines(doc, { bars: true, width }));
   for (;;) {
-    const text = renderStatus(await fetchStatus(url), true);
-    redraw(text);
+    view.draw();
     await new Promise((resolve) => setTimeout(resolve, REDRAW_MS));
+    doc = await fetchStatus(url);
   }
-}
-
-/** Replaces the terminal's content with `text`. */
-export function redraw(text: string): void {
-  process.stdout.write(`\x1b[H\x1b[2J${text}`); // cursor home, clear screen
 }

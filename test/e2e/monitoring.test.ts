@@ -1,11 +1,13 @@
 // What a monitoring system scrapes: /healthz that says why when it is not 200, the process's own
-// metrics, and the tunnel connections the destination refused, by HTTP status.
+// metrics, the tunnel connections the destination refused, by HTTP status, and, with workers,
+// the primary's merged view of them all.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fetchFromMetrics, startProxy, type Proxy } from '../harness/index.js';
+import { CLI, fetchFromMetrics, run, startCountingServer, startProxy, startTunnel, until, type Proxy } from '../harness/index.js';
 import { suiteFolder } from '../harness/suite.js';
 
 const suite = suiteFolder('nbdt-monitoring-');
@@ -77,5 +79,129 @@ test('certificate expiry: a gauge for this side\'s certificate and its CA, and a
     assert.ok(ca > 300 * 86_400, `ca: ${ca} s`);
   } finally {
     await dest.stop();
+  }
+});
+
+interface WorkersStatus {
+  pid: number;
+  workers: Array<{ worker: string; pid: number; ok: boolean; reason?: string }>;
+  sessions: Array<{ worker: string; id: number; streams: Array<{ worker: string; route: string; bytesToDest: number }> }>;
+}
+
+async function statusOf(proxy: Proxy): Promise<WorkersStatus> {
+  return (await fetchFromMetrics(proxy, '/status')).json() as Promise<WorkersStatus>;
+}
+
+/** The value of one sample line of a scrape, e.g. `nbd_tunnel_bytes_total{route="a",direction="to_dest"}`. */
+function sample(scraped: string, series: string): number | null {
+  const line = scraped.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? null : Number(line.slice(series.length + 1));
+}
+
+test('--workers 2 / --connections 2: one --metrics port per side, sums over the workers, /status from both, /healthz names a stuck or dead worker', { timeout: 90_000 }, async () => {
+  const dir = await suite.caseDir('workers');
+  const reply = Buffer.alloc(1000, 0x72);
+  let received = 0;
+  const target = await startCountingServer(join(dir, 'target.sock'), (socket) => {
+    socket.on('data', (chunk: Buffer) => (received += chunk.length));
+    socket.write(reply);
+  });
+  const metrics = ['--metrics', '127.0.0.1:0'];
+  const tunnel = await startTunnel({
+    pki: suite.pki,
+    destRoutes: { a: join(dir, 'target.sock') },
+    sourceRoutes: { a: join(dir, 'a.sock') },
+    destArgs: ['--workers', '2', ...metrics],
+    sourceArgs: ['--connections', '2', ...metrics],
+  });
+  const clients: Socket[] = [];
+  let stopped: number | null = null;
+  try {
+    const { source, dest } = tunnel;
+    // Every source worker has its session once the merged /healthz is 200.
+    await until('source /healthz 200', async () => ((await get(source, '/healthz')).status === 200 ? true : null));
+    const sizes = [100_000, 300_000];
+    for (const size of sizes) {
+      const client = connect(join(dir, 'a.sock'));
+      clients.push(client);
+      client.write(Buffer.alloc(size, 0x77));
+    }
+    const sent = sizes.reduce((a, b) => a + b, 0);
+    await until(`${sent} bytes at the target`, async () => (received === sent ? true : null));
+
+    for (const proxy of [source, dest]) {
+      const status = await statusOf(proxy);
+      const role = proxy === source ? 'source' : 'dest';
+      assert.deepEqual(status.workers.map((w) => w.ok), [true, true], `${role}: ${JSON.stringify(status.workers)}`);
+      const streams = status.sessions.flatMap((s) => s.streams);
+      assert.equal(streams.length, 2, `${role}: ${JSON.stringify(status)}`);
+      assert.deepEqual(new Set(streams.map((s) => s.worker)), new Set(status.workers.map((w) => w.worker)), `${role}: a stream on each worker`);
+      const scraped = (await get(proxy, '/metrics')).text;
+      assert.equal(sample(scraped, 'nbd_tunnel_streams_active{route="a"}'), 2, `${role} streams_active`);
+      assert.equal(sample(scraped, 'nbd_tunnel_sessions_active'), 2, `${role} sessions_active`);
+      for (const w of status.workers) {
+        assert.equal(sample(scraped, `nbd_tunnel_worker_up{worker="${w.worker}"}`), 1, `${role} ${w.worker} up`);
+        assert.ok((sample(scraped, `nbd_tunnel_process_open_fds{worker="${w.worker}"}`) ?? 0) > 0, `${role} ${w.worker}'s own descriptors`);
+      }
+      assert.ok((sample(scraped, 'nbd_tunnel_process_open_fds{worker="primary"}') ?? 0) > 0, `${role}: the primary's own descriptors`);
+      // Not summed: one build, and the CA's expiry as each process reads it (valid 3650 days).
+      assert.deepEqual(scraped.split('\n').filter((l) => l.startsWith('nbd_tunnel_build_info')).map((l) => l.split(' ')[1]), ['1']);
+      const caSeconds = sample(scraped, 'nbd_tunnel_certificate_expiry_seconds{which="ca"}') ?? 0;
+      assert.ok(caSeconds > 3640 * 86_400 && caSeconds <= 3650 * 86_400, `${role} CA expiry: ${caSeconds} s`);
+    }
+    const table = await run(process.execPath, [CLI, 'status', String(dest.logs.find((l) => l.msg === 'listening')?.metrics), '--once']);
+    assert.match(table.stdout, /^nbd-tunnel dest \(pid \d+, 2 workers\): 2 session\(s\)\n/);
+    assert.equal(table.stdout.split('\n').filter((l) => /^w\d+\/1 +1 +a /.test(l)).length, 2, table.stdout);
+
+    // Both streams end: each side's byte counters are the sum over its workers, exactly.
+    const answers = clients.map(async (client) => {
+      let bytes = 0;
+      client.on('data', (chunk: Buffer) => (bytes += chunk.length));
+      client.end();
+      await once(client, 'close');
+      return bytes;
+    });
+    assert.deepEqual(await Promise.all(answers), [reply.length, reply.length]);
+    const openRequest = 4 + JSON.stringify({ route: 'a' }).length;
+    const openReply = 4 + JSON.stringify({ ok: true }).length;
+    const expected = { to_dest: sent + 2 * openRequest, to_source: 2 * (reply.length + openReply) };
+    for (const proxy of [source, dest]) {
+      const totals = await until(`${proxy === source ? 'source' : 'dest'} byte totals ${JSON.stringify(expected)}`, async () => {
+        const scraped = (await get(proxy, '/metrics')).text;
+        const seen = { to_dest: sample(scraped, 'nbd_tunnel_bytes_total{route="a",direction="to_dest"}'), to_source: sample(scraped, 'nbd_tunnel_bytes_total{route="a",direction="to_source"}') };
+        return seen.to_dest === expected.to_dest && seen.to_source === expected.to_source ? seen : null;
+      });
+      assert.deepEqual(totals, expected);
+    }
+
+    // A worker that does not answer (stopped) is named within the 1 s bound; the request does not hang.
+    const [first] = (await statusOf(dest)).workers;
+    process.kill(first.pid, 'SIGSTOP');
+    stopped = first.pid;
+    const askedAt = Date.now();
+    assert.deepEqual(await get(dest, '/healthz'), { status: 503, text: `worker ${first.worker} (pid ${first.pid}): did not answer within 1 s\n` });
+    assert.ok(Date.now() - askedAt < 2_000, `/healthz took ${Date.now() - askedAt} ms`);
+    assert.equal(sample((await get(dest, '/metrics')).text, `nbd_tunnel_worker_up{worker="${first.worker}"}`), 0);
+    process.kill(first.pid, 'SIGCONT');
+    stopped = null;
+    assert.deepEqual(await get(dest, '/healthz'), { status: 200, text: 'ok\n' });
+
+    // A worker killed: named until the supervisor's replacement serves, then 200 again.
+    process.kill(first.pid, 'SIGKILL');
+    const down = await until('/healthz 503 after the kill', async () => {
+      const health = await get(dest, '/healthz');
+      return health.status === 503 ? health.text : null;
+    });
+    assert.equal(down, `worker ${first.worker} (pid ${first.pid}): exited (signal SIGKILL), to be restarted\n`);
+    await until('/healthz 200 after the restart', async () => ((await get(dest, '/healthz')).status === 200 ? true : null));
+    const after = await statusOf(dest);
+    assert.equal(after.workers.length, 2);
+    assert.ok(!after.workers.some((w) => w.pid === first.pid), `the killed worker is gone: ${JSON.stringify(after.workers)}`);
+    assert.ok(after.workers.every((w) => w.ok));
+  } finally {
+    if (stopped !== null) process.kill(stopped, 'SIGCONT');
+    for (const client of clients) client.destroy();
+    await tunnel.stop();
+    await target.close();
   }
 });

@@ -11,3 +11,5 @@ export * from './tcp-relay.js';
 export * from './nbd-client.js';
 export * from './fault-tunnel.js';
 export * from './heap-probe.js';
+export * from './terminal.js';
+export * from './until.js';
