@@ -11,3 +11,4 @@ export * from './tcp-relay.js';
 export * from './nbd-client.js';
 export * from './fault-tunnel.js';
 export * from './heap-probe.js';
+export * from './connect-proxy.js';

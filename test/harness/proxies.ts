@@ -16,9 +16,16 @@ export interface Proxy {
   stop(): Promise<void>;
 }
 
-/** `env`: variables added to this process's environment for the proxy (NBD_TUNNEL_* settings). */
+/** Variables that would send a source through an HTTP proxy: a test sets them itself, or none apply. */
+const PROXY_VARIABLES = new Set(['https_proxy', 'HTTPS_PROXY', 'no_proxy', 'NO_PROXY']);
+
+/**
+ * `env`: variables added to this process's environment for the proxy (NBD_TUNNEL_* settings,
+ * HTTPS_PROXY); this machine's own proxy settings are left out.
+ */
 export async function startProxy(args: readonly string[], ready: string, timeoutMs = 10_000, env?: Record<string, string>): Promise<Proxy> {
-  const child = await spawnChild(process.execPath, [CLI, ...args], env ? { env: { ...process.env, ...env } } : {});
+  const inherited = Object.entries(process.env).filter(([name]) => !PROXY_VARIABLES.has(name));
+  const child = await spawnChild(process.execPath, [CLI, ...args], { env: { ...Object.fromEntries(inherited), ...env } });
   const logs: LogLine[] = [];
   const waiters = new Set<{ predicate: LogPredicate; resolve: (line: LogLine) => void }>();
   let partial = '';

@@ -2,9 +2,10 @@
 // and removed after them, a subfolder per case, and the images-identical check. Imported directly,
 // not through index.ts: it registers node:test hooks, which the benchmarks must not load.
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
+import { NbdClient } from './nbd-client.js';
 import { makePki, type Pki } from './pki.js';
 import { makeTempDir, removeDir } from './tmpdir.js';
 
@@ -49,4 +50,19 @@ export function suiteFolder(prefix: string): SuiteFolder {
 /** Every rig.verify() result says the two images are identical. */
 export function assertIdentical(results: Array<{ name: string; identical: boolean; output: string }>): void {
   for (const r of results) assert.ok(r.identical, `${r.name}: images differ: ${r.output}`);
+}
+
+const MiB = 1024 * 1024;
+
+/** An NBD client on `socket` reads 1 MiB at the start, the middle and the end of `image`'s export, byte for byte. */
+export async function assertReadsImage(socket: string, exportName: string, image: string): Promise<void> {
+  const bytes = await readFile(image);
+  const client = await NbdClient.connect(socket, exportName);
+  try {
+    for (const offset of [0, Math.floor(bytes.length / 2 / MiB) * MiB, bytes.length - MiB]) {
+      assert.ok((await client.read(offset, MiB)).equals(bytes.subarray(offset, offset + MiB)), `bytes at ${offset} differ from ${image}`);
+    }
+  } finally {
+    await client.close();
+  }
 }
