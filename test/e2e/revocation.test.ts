@@ -9,40 +9,31 @@ import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   CLI,
-  makePki,
-  makeTempDir,
-  NbdClient,
-  removeDir,
   revoke,
   run,
   serveTestImage,
   startProxy,
-  startTunnel,
   writeCrl,
   type LogLine,
-  type Pki,
   type Proxy,
   type ServedImage,
-  type Tunnel,
   type TunnelOptions,
 } from '../harness/index.js';
-import { assertReadsImage } from '../harness/suite.js';
+import { assertClosedAtOnce, assertReadsImage, suiteFolder, withCaseTunnel, type CaseTunnel } from '../harness/suite.js';
 
 const MiB = 1024 * 1024;
 const ROUTE = 'vm-crl';
+const suite = suiteFolder('nbdt-crl-');
 const byMsg = (msg: string) => (line: LogLine) => line.msg === msg;
 
 /** CRLs of the CA: before any revocation, revoking the client certificate, and the server's as well. */
 let crls: { none: string; client: string; both: string; foreign: string };
 let serials: { client: string; server: string };
 let served: ServedImage;
-// Its own folder and PKI rather than suiteFolder(): its revocations are made before the tests.
-let dir: string;
-let pki: Pki;
 
 before(async () => {
-  dir = await makeTempDir('nbdt-crl-');
-  pki = await makePki(join(dir, 'pki'));
+  await suite.ready();
+  const { dir, pki } = suite;
   const none = await writeCrl(pki.ca, join(dir, 'none.crl'));
   await revoke(pki.ca, pki.clientCert);
   const client = await writeCrl(pki.ca, join(dir, 'client.crl'));
@@ -54,13 +45,7 @@ before(async () => {
 });
 after(async () => {
   await served?.daemon.stop();
-  await removeDir(dir);
 });
-
-async function caseDir(name: string): Promise<string> {
-  await mkdir(join(dir, name));
-  return join(dir, name);
-}
 
 /** `serial is revoked by --crl FILE (revoked DATE)`, DATE as `openssl crl` prints it. */
 async function revokedBy(crl: string, serial: string): Promise<string> {
@@ -70,21 +55,14 @@ async function revokedBy(crl: string, serial: string): Promise<string> {
   return `serial ${serial} is revoked by --crl ${crl} (revoked ${new Date(date).toISOString().replace('.000Z', 'Z')})`;
 }
 
-/** A destination and a source (route socket `socket`, in the case's folder `here`), stopped after `body`. */
-async function withTunnel(name: string, options: Pick<TunnelOptions, 'destArgs' | 'sourceArgs' | 'destEnv'>, body: (tunnel: Tunnel, here: string, socket: string) => Promise<void>): Promise<void> {
-  const here = await caseDir(name);
-  const socket = join(here, 'first.sock');
-  const tunnel = await startTunnel({ pki, destRoutes: { [ROUTE]: served.nbdSocket }, sourceRoutes: { [ROUTE]: socket }, ...options });
-  try {
-    await body(tunnel, here, socket);
-  } finally {
-    await tunnel.stop();
-  }
+/** withCaseTunnel() for this file's disk. */
+function withTunnel(name: string, options: Pick<TunnelOptions, 'destArgs' | 'sourceArgs' | 'destEnv'>, body: (running: CaseTunnel) => Promise<void>): Promise<void> {
+  return withCaseTunnel(suite, name, { route: ROUTE, nbdSocket: served.nbdSocket, ...options }, body);
 }
 
 /** One more source to the destination on `port`, with the PKI's client certificate unless `args` give another; stopped after `body`. */
 async function withSource(port: number, socket: string, args: string[], body: (source: Proxy) => Promise<void>): Promise<void> {
-  const source = await startProxy(['source', '--connect', `wss://localhost:${port}`, '--route', `${ROUTE}=${socket}`, '--ca', pki.caCert, '--cert', pki.clientCert, '--key', pki.clientKey, ...args], 'ready');
+  const source = await startProxy(['source', '--connect', `wss://localhost:${port}`, '--route', `${ROUTE}=${socket}`, '--ca', suite.pki.caCert, '--cert', suite.pki.clientCert, '--key', suite.pki.clientKey, ...args], 'ready');
   try {
     await body(source);
   } finally {
@@ -92,40 +70,33 @@ async function withSource(port: number, socket: string, args: string[], body: (s
   }
 }
 
-/** A QEMU connection made while the tunnel is refused is closed at once, not after the 10 s wait. */
-async function assertClosedAtOnce(socket: string): Promise<void> {
-  const started = Date.now();
-  await assert.rejects(NbdClient.connect(socket, ROUTE), /NBD connection closed/);
-  assert.ok(Date.now() - started < 3_000, `closed after ${Date.now() - started} ms`);
-}
-
 test('dest --crl revoking the source\'s certificate: HTTP 401 naming the serial on both sides; a certificate it does not revoke connects and carries bytes', async () => {
-  await withTunnel('dest', { destArgs: ['--crl', crls.client] }, async (tunnel, here, socket) => {
+  await withTunnel('dest', { destArgs: ['--crl', crls.client] }, async ({ tunnel, dir: here, socket }) => {
     const reason = `client certificate refused: ${await revokedBy(crls.client, serials.client)}`;
     const refused = await tunnel.dest.waitForLog(byMsg('connection refused'));
     assert.equal(refused.status, 401);
     assert.equal(refused.reason, reason);
     assert.equal((await tunnel.source.waitForLog(byMsg('connect failed'))).reason, `destination refused the tunnel: HTTP 401: nbd-tunnel: ${reason}`);
-    await assertClosedAtOnce(socket);
+    await assertClosedAtOnce(socket, ROUTE);
     const twin = join(here, 'twin.sock');
-    await withSource(tunnel.port, twin, ['--cert', pki.twinClientCert, '--key', pki.twinClientKey], () => assertReadsImage(twin, ROUTE, served.image));
+    await withSource(tunnel.port, twin, ['--cert', suite.pki.twinClientCert, '--key', suite.pki.twinClientKey], () => assertReadsImage(twin, ROUTE, served.image));
   });
 });
 
 test('source --crl revoking the destination\'s certificate: refused, naming the serial; a CRL that does not revoke it connects and carries bytes', async () => {
-  await withTunnel('source', { sourceArgs: ['--crl', crls.both] }, async (tunnel, here, socket) => {
+  await withTunnel('source', { sourceArgs: ['--crl', crls.both] }, async ({ tunnel, dir: here, socket }) => {
     const failed = await tunnel.source.waitForLog(byMsg('connect failed'));
     assert.equal(failed.reason, `cannot connect to wss://localhost:${tunnel.port}/: destination certificate refused: ${await revokedBy(crls.both, serials.server)}`);
-    await assertClosedAtOnce(socket);
+    await assertClosedAtOnce(socket, ROUTE);
     const good = join(here, 'good.sock');
     await withSource(tunnel.port, good, ['--crl', crls.client], () => assertReadsImage(good, ROUTE, served.image));
   });
 });
 
 test('SIGHUP reads --crl (NBD_TUNNEL_CRL) again: a certificate revoked since is refused on new connections, the open session goes on', async () => {
-  const live = join(dir, 'live.crl');
+  const live = join(suite.dir, 'live.crl');
   await copyFile(crls.none, live);
-  await withTunnel('sighup', { destEnv: { NBD_TUNNEL_CRL: live } }, async (tunnel, here, socket) => {
+  await withTunnel('sighup', { destEnv: { NBD_TUNNEL_CRL: live } }, async ({ tunnel, dir: here, socket }) => {
     await assertReadsImage(socket, ROUTE, served.image);
     await copyFile(crls.client, live);
     tunnel.dest.child.proc.kill('SIGHUP');
@@ -140,7 +111,7 @@ test('SIGHUP reads --crl (NBD_TUNNEL_CRL) again: a certificate revoked since is 
 });
 
 test('a --crl that does not check out: exit 2, one line naming the file and what to fix (dest, source, migrate, --pki-dir\'s ca-crl.pem)', async () => {
-  const here = await caseDir('bad');
+  const here = await suite.caseDir('bad');
   const notPem = join(here, 'not.pem');
   await writeFile(notPem, 'hello');
   const mixed = join(here, 'mixed.crl');
@@ -148,21 +119,21 @@ test('a --crl that does not check out: exit 2, one line naming the file and what
   const pkiDir = join(here, 'pki');
   await mkdir(pkiDir);
   await Promise.all([
-    copyFile(pki.caCert, join(pkiDir, 'ca-cert.pem')),
-    copyFile(pki.serverCert, join(pkiDir, 'server-cert.pem')),
-    copyFile(pki.serverKey, join(pkiDir, 'server-key.pem')),
-    writeCrl(pki.ca, join(pkiDir, 'ca-crl.pem'), 1),
+    copyFile(suite.pki.caCert, join(pkiDir, 'ca-cert.pem')),
+    copyFile(suite.pki.serverCert, join(pkiDir, 'server-cert.pem')),
+    copyFile(suite.pki.serverKey, join(pkiDir, 'server-key.pem')),
+    writeCrl(suite.pki.ca, join(pkiDir, 'ca-crl.pem'), 1),
   ]);
   await sleep(1_100); // ca-crl.pem's next update has passed
   const dest = ['dest', '--listen', '127.0.0.1:0', '--route', 'a=/tmp/a.sock'];
-  const destTls = ['--cert', pki.serverCert, '--key', pki.serverKey, '--ca', pki.caCert];
-  const sourceTls = ['--cert', pki.clientCert, '--key', pki.clientKey, '--ca', pki.caCert];
+  const destTls = ['--cert', suite.pki.serverCert, '--key', suite.pki.serverKey, '--ca', suite.pki.caCert];
+  const sourceTls = ['--cert', suite.pki.clientCert, '--key', suite.pki.clientKey, '--ca', suite.pki.caCert];
   const sourceArgs = ['source', '--connect', 'wss://localhost:1', '--route', 'a=/tmp/a.sock', ...sourceTls];
   const notSigned = 'not signed by the --ca certificate (CN=nbd-tunnel test ca): give the CRL that this CA publishes (openssl ca -gencrl with its key)';
   const cases: Array<[string[], string]> = [
     [[...dest, ...destTls, '--crl', join(here, 'missing.crl')], `--crl ${join(here, 'missing.crl')}: cannot read: ENOENT`],
     [[...sourceArgs, '--crl', notPem], `--crl ${notPem}: not a PEM file`],
-    [[...dest, ...destTls, '--crl', pki.caCert], `--crl ${pki.caCert}: not a PEM CRL: no "-----BEGIN X509 CRL-----" block (a DER CRL converts with: openssl crl -inform DER -in FILE -out FILE.pem)`],
+    [[...dest, ...destTls, '--crl', suite.pki.caCert], `--crl ${suite.pki.caCert}: not a PEM CRL: no "-----BEGIN X509 CRL-----" block (a DER CRL converts with: openssl crl -inform DER -in FILE -out FILE.pem)`],
     [[...sourceArgs, '--crl', crls.foreign], `--crl ${crls.foreign}: the CRL is ${notSigned}`],
     [['migrate', '--qmp', join(here, 'qmp.sock'), '--connect', 'wss://localhost:1', '--vm', 'vm1', ...sourceTls, '--crl', mixed], `--crl ${mixed}: CRL 2 of 2 is ${notSigned}`],
     [[...dest, '--pki-dir', pkiDir], `--crl ${join(pkiDir, 'ca-crl.pem')}: the CRL is out of date: its next update was due `],
