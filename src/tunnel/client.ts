@@ -97,7 +97,7 @@ async function openWebSocket(options: ClientOptions, headers: Record<string, str
   // One deadline for the whole: the proxy's CONNECT, the TLS handshake and the upgrade.
   const deadline = Date.now() + UPGRADE_TIMEOUT_MS;
   const url = new URL(options.url);
-  const tunnel = options.proxy ? await connectThroughProxy(options.proxy, url.hostname.replace(/^\[|\]$/g, ''), Number(url.port), UPGRADE_TIMEOUT_MS) : undefined;
+  const tunnel = options.proxy ? await connectThroughProxy(options.proxy, url.hostname.replace(/^\[|\]$/g, ''), Number(url.port), deadline - Date.now()) : undefined;
   const peer: PeerCertificate = {};
   return new Promise((resolve, reject) => {
     // ws hands these to tls.connect, which also checks the certificate against servername.

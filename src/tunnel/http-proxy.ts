@@ -64,7 +64,7 @@ export function connectThroughProxy(proxy: HttpProxy, host: string, port: number
       if (head.length > 0) socket.unshift(head);
       settle(() => resolve(socket));
     });
-    req.once('error', (error: NodeJS.ErrnoException) => {
+    req.on('error', (error: NodeJS.ErrnoException) => {
       const what = connected ? 'closed the connection before answering CONNECT' : 'cannot connect';
       settle(() => reject(Object.assign(new Error(`${proxy.label}: ${what}: ${error.code ?? error.message}`), { code: error.code })));
     });

@@ -46,7 +46,6 @@ function parseProxyUrl(name: string, value: string): HttpProxy {
     throw new Error(`${shown}: not a URL; expected http://HOST:PORT`);
   }
   if (url.protocol !== 'http:') throw new Error(`${shown}: only http:// proxies are supported (CONNECT in plain HTTP), not ${url.protocol}//`);
-  if (url.hostname === '') throw new Error(`${shown}: no host; expected http://HOST:PORT`);
   // URL drops a port equal to the scheme's default (80), so read it from the text.
   const port = /^[a-z]+:\/\/(?:[^@/]*@)?(?:\[[^\]]*\]|[^:/?#]*):(\d+)/i.exec(text)?.[1];
   const host = bare(url.hostname);
