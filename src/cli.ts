@@ -208,7 +208,7 @@ addSourceOptions(
   await start({
     name: 'source',
     readyMsg: 'ready',
-    readyExtra: { inspect: config.inspect },
+    readyExtra: { inspect: config.inspect, proxy: config.proxy.summary },
     drainTimeoutMs: config.drainTimeoutMs,
     logLevel: config.logLevel,
     processes: config.connections,

@@ -2,9 +2,10 @@
 // file > defaults (commander applies the first two, config-file.ts the third; this file checks
 // values and reads files).
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LOG_LEVELS, type Logger, type LogLevel } from './log.js';
+import { RevocationList } from './revocation/index.js';
 import { identityPatternProblem, routeNameProblem, routePatternProblem, socketPathProblem } from './routes/index.js';
 import {
   DEFAULT_KEEPALIVE_INTERVAL_MS,
@@ -12,6 +13,8 @@ import {
   DEFAULT_MAX_STREAMS,
   DEFAULT_STREAM_WINDOW,
   INITIAL_STREAM_WINDOW,
+  chooseProxy,
+  type ProxyChoice,
   type SessionOptions,
 } from './tunnel/index.js';
 
@@ -24,6 +27,8 @@ export interface TlsFiles {
   ca: Buffer;
   cert: Buffer;
   key: Buffer;
+  /** --crl (or ca-crl.pem in --pki-dir): peer certificates it revokes are refused. */
+  crl: RevocationList | undefined;
 }
 
 export interface CommonConfig {
@@ -68,6 +73,8 @@ export interface SourceConfig extends CommonConfig {
   reload(): SourceConfig;
   url: string;
   servername: string | undefined;
+  /** --proxy, or HTTPS_PROXY unless NO_PROXY names the destination. */
+  proxy: ProxyChoice;
   /** Tunnel connections (one process each); QEMU connections are spread across them. */
   connections: number;
   /** Mode and group of the route sockets QEMU connects to. */
@@ -84,6 +91,7 @@ export interface CommonFlags {
   ca?: string;
   cert?: string;
   key?: string;
+  crl?: string;
   /** A directory in the layout QEMU and libvirt use (/etc/pki/qemu). */
   pkiDir?: string;
   insecure?: boolean;
@@ -112,6 +120,7 @@ export interface DestFlags extends CommonFlags {
 export interface SourceFlags extends CommonFlags {
   connect?: string;
   servername?: string;
+  proxy?: string;
   connections: string;
   socketMode: string;
   socketGroup?: string;
@@ -186,6 +195,7 @@ export function sourceConfig(flags: SourceFlags, reread: () => SourceFlags = () 
     reload: () => sourceConfig(reread(), reread),
     url: url.toString(),
     servername: flags.servername,
+    proxy: parseProxy(flags.proxy, url, flags.insecure),
     connections,
     socketAccess: { mode: parseMode('--socket-mode', flags.socketMode), gid: flags.socketGroup === undefined ? undefined : parseGroup('--socket-group', flags.socketGroup) },
     control: flags.control === undefined ? undefined : { path: socketPath('--control', flags.control), mode: parseControlMode(flags.controlMode) },
@@ -201,9 +211,11 @@ export interface MigrateFlags {
   copyMode: 'background' | 'write-blocking';
   speed?: string;
   servername?: string;
+  proxy?: string;
   ca?: string;
   cert?: string;
   key?: string;
+  crl?: string;
   pkiDir?: string;
   tokenFile?: string;
   insecure?: boolean;
@@ -215,6 +227,7 @@ export interface MigrateCommandConfig {
   qmp: string;
   url: string;
   servername: string | undefined;
+  proxy: ProxyChoice;
   tls: TlsFiles | undefined;
   token: string | undefined;
   vm: string;
@@ -241,6 +254,7 @@ export function migrateConfig(flags: MigrateFlags): MigrateCommandConfig {
     qmp: socketPath('--qmp', flags.qmp),
     url: url.toString(),
     servername: flags.servername,
+    proxy: parseProxy(flags.proxy, url, flags.insecure),
     tls: flags.insecure ? noTls(flags) : readTls(flags, 'client'),
     token: flags.tokenFile === undefined ? undefined : readToken(flags.tokenFile),
     vm: flags.vm,
@@ -289,8 +303,8 @@ function commonConfig(flags: CommonFlags, pkiRole: 'server' | 'client', routesOr
 }
 
 /** --insecure: no TLS, so certificate flags would be silently ignored; say so instead. */
-function noTls(flags: Pick<CommonFlags, 'ca' | 'cert' | 'key' | 'pkiDir'>): undefined {
-  const given = (['ca', 'cert', 'key', 'pkiDir'] as const).filter((name) => flags[name] !== undefined);
+function noTls(flags: Pick<CommonFlags, 'ca' | 'cert' | 'key' | 'crl' | 'pkiDir'>): undefined {
+  const given = (['ca', 'cert', 'key', 'crl', 'pkiDir'] as const).filter((name) => flags[name] !== undefined);
   if (given.length > 0) {
     const names = given.map((name) => (name === 'pkiDir' ? '--pki-dir' : `--${name}`)).join(', ');
     throw new ConfigError(`${names}: not used with --insecure (plain ws://, no TLS); drop ${given.length > 1 ? 'them' : 'it'} or --insecure`);
@@ -298,8 +312,11 @@ function noTls(flags: Pick<CommonFlags, 'ca' | 'cert' | 'key' | 'pkiDir'>): unde
   return undefined;
 }
 
-/** --ca/--cert/--key, each defaulting to its file in --pki-dir (ca-cert.pem, <role>-cert.pem, <role>-key.pem). */
-function readTls(flags: Pick<CommonFlags, 'ca' | 'cert' | 'key' | 'pkiDir'>, pkiRole: 'server' | 'client'): TlsFiles {
+/**
+ * --ca/--cert/--key, each defaulting to its file in --pki-dir (ca-cert.pem, <role>-cert.pem,
+ * <role>-key.pem); --crl, defaulting to --pki-dir's ca-crl.pem when there is one, as QEMU reads it.
+ */
+function readTls(flags: Pick<CommonFlags, 'ca' | 'cert' | 'key' | 'crl' | 'pkiDir'>, pkiRole: 'server' | 'client'): TlsFiles {
   const path = (flag: string, given: string | undefined, file: string): string => {
     if (given !== undefined) return given;
     if (flags.pkiDir !== undefined) return join(flags.pkiDir, file);
@@ -314,7 +331,32 @@ function readTls(flags: Pick<CommonFlags, 'ca' | 'cert' | 'key' | 'pkiDir'>, pki
   const key = readPem('--key', keyPath);
   refuseWorldReadable('--key', keyPath);
   checkKeyMatches(certPath, cert, keyPath, key);
-  return { ca, cert, key };
+  const pkiCrl = flags.pkiDir === undefined ? undefined : join(flags.pkiDir, 'ca-crl.pem');
+  const crlPath = flags.crl ?? (pkiCrl !== undefined && existsSync(pkiCrl) ? pkiCrl : undefined);
+  return { ca, cert, key, crl: crlPath === undefined ? undefined : readCrl(crlPath, ca) };
+}
+
+/** A CRL file that does not check out is refused here, at start or SIGHUP, not found out in handshakes later. */
+function readCrl(path: string, ca: Buffer): RevocationList {
+  const pem = readPem('--crl', path);
+  try {
+    return RevocationList.load(path, pem.toString('latin1'), ca);
+  } catch (error) {
+    throw new ConfigError(`--crl ${path}: ${(error as Error).message}`);
+  }
+}
+
+/** --proxy, or the environment's HTTPS_PROXY/NO_PROXY; with --insecure (ws:// on loopback) there is none. */
+function parseProxy(flag: string | undefined, url: URL, insecure: boolean | undefined): ProxyChoice {
+  if (insecure) {
+    if (flag) throw new ConfigError('--proxy: not used with --insecure (plain ws:// on loopback); drop one of them');
+    return { proxy: undefined, summary: undefined };
+  }
+  try {
+    return chooseProxy(flag, url, process.env);
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
 }
 
 /** A flag commander cannot require itself, since the config file may give it. */

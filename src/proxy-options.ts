@@ -25,6 +25,7 @@ export function addCommonOptions(command: Command): Command {
     .addOption(new Option('--ca <FILE>', 'CA certificate (PEM) the peer must be signed by').env('NBD_TUNNEL_CA'))
     .addOption(new Option('--cert <FILE>', 'this side\'s certificate (PEM)').env('NBD_TUNNEL_CERT'))
     .addOption(new Option('--key <FILE>', 'this side\'s private key (PEM)').env('NBD_TUNNEL_KEY'))
+    .addOption(new Option('--crl <FILE>', 'CRLs (PEM) of --ca: a peer certificate they revoke is refused; SIGHUP reads it again').env('NBD_TUNNEL_CRL'))
     .addOption(
       new Option('--pki-dir <DIR>', 'certificates as QEMU/libvirt keep them: ca-cert.pem, server-*.pem (dest) or client-*.pem (source)').env(
         'NBD_TUNNEL_PKI_DIR',
@@ -94,6 +95,7 @@ export function addSourceOptions(command: Command): Command {
     command
       .addOption(new Option('--connect <URL>', 'the destination, as wss://HOST:PORT (required)').env('NBD_TUNNEL_CONNECT'))
       .addOption(new Option('--servername <NAME>', 'name expected in the destination certificate').env('NBD_TUNNEL_SERVERNAME'))
+      .addOption(new Option('--proxy <URL>', 'reach the destination through this HTTP proxy (CONNECT), as http://[USER:PASSWORD@]HOST:PORT; default: HTTPS_PROXY unless NO_PROXY names the host').env('NBD_TUNNEL_PROXY'))
       .addOption(new Option('--socket-mode <MODE>', 'mode of the route sockets (octal)').default(DEFAULTS.socketMode).env('NBD_TUNNEL_SOCKET_MODE'))
       .addOption(new Option('--socket-group <GROUP>', 'group of the route sockets (QEMU\'s), by name or number').env('NBD_TUNNEL_SOCKET_GROUP'))
       .addOption(

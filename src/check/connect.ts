@@ -4,7 +4,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { SourceConfig } from '../config.js';
-import { connectTunnel, explainConnectError, SUBPROTOCOL, TunnelRefusedError, type Session } from '../tunnel/index.js';
+import { connectTunnel, SUBPROTOCOL, TunnelRefusedError, type Session } from '../tunnel/index.js';
 import { describeCertificate, subjectLine } from './certificate.js';
 import { failed, passed, type Step } from './step.js';
 
@@ -12,26 +12,34 @@ export type Connection = { ok: true; session: Session; steps: Step[] } | { ok: f
 
 export async function connectAndReport(config: SourceConfig): Promise<Connection> {
   const where = new URL(config.url).host;
+  const proxy = config.proxy.proxy;
+  const via = proxy ? ` through the proxy ${config.proxy.summary}` : '';
+  let socketMade = false;
   let connected = false;
   // Read when the handshake ends: once the connection is refused, the socket no longer has it.
   let secured: string | null = null;
-  const transportStep = (): Step => passed(secured ?? `plain TCP to ${where} (--insecure: no TLS, no certificates)`);
+  const transportStep = (): Step => passed(secured ?? `plain TCP to ${where}${via} (--insecure: no TLS, no certificates)`);
   try {
     const session = await connectTunnel({
       url: config.url,
       ...config.tls,
       servername: config.servername,
+      proxy,
       token: config.token,
       // Not resumable: the destination keeps nothing of a check once it is over.
       session: { ...config.session, resumeTimeoutMs: 0 },
       onSocket(socket) {
+        socketMade = true;
+        // Through a proxy, TLS starts on the proxy's socket, connected already.
+        if (!socket.connecting) connected = true;
         socket.once('connect', () => (connected = true));
-        socket.once('secureConnect', () => (secured = describeTls(socket as TLSSocket, where)));
+        socket.once('secureConnect', () => (secured = `${describeTls(socket as TLSSocket, where)}${via}`));
       },
     });
     return { ok: true, session, steps: [transportStep(), passed(`WebSocket upgrade (${SUBPROTOCOL}): ${admitted(config)}`)] };
   } catch (error) {
-    const why = error instanceof TunnelRefusedError ? error.message : explain(error as Error);
+    const why = error instanceof TunnelRefusedError ? error.message : explain(error as Error, config.url);
+    if (proxy && !socketMade) return { ok: false, steps: [failed(`connect to ${where}${via}: ${why}`)] };
     if (!connected) return { ok: false, steps: [failed(`connect to ${where}: ${why}`)] };
     if (config.tls && secured === null) return { ok: false, steps: [failed(`TLS to ${where}: ${why}`)] };
     return { ok: false, steps: [transportStep(), failed(`WebSocket upgrade (${SUBPROTOCOL}): ${why}`)] };
@@ -44,9 +52,10 @@ function describeTls(socket: TLSSocket, where: string): string {
   return `${version} to ${where}: destination certificate ${certificate ? describeCertificate(certificate) : '(none)'}`;
 }
 
-/** The socket's own error, explained, without connectTunnel's "cannot connect to URL" around it. */
-function explain(error: Error): string {
-  return error.cause instanceof Error ? explainConnectError(error.cause) : error.message;
+/** The error as connectTunnel explained it (a revoked certificate's serial included), without its "cannot connect to URL". */
+function explain(error: Error, url: string): string {
+  const prefix = `cannot connect to ${url}: `;
+  return error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
 }
 
 function admitted(config: SourceConfig): string {

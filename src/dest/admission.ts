@@ -1,14 +1,16 @@
 // Who may open a session: a client certificate signed by --ca, and the bearer token if one is set.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual, X509Certificate } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
+import type { RevocationList } from '../revocation/index.js';
 import { explainClientCertError, type Admission } from '../tunnel/index.js';
 import { certificateIdentities } from './authorization.js';
 
 const INSECURE_IDENTITY = 'insecure loopback client';
 
-export function createAdmission(token: string | undefined) {
+/** `crl`: the --crl in force (SIGHUP may change it), to name a revoked certificate's serial. */
+export function createAdmission(token: string | undefined, crl: () => RevocationList | undefined = () => undefined) {
   // Digests have equal lengths, so the comparison's time says nothing about the token.
   const expected = token === undefined ? undefined : digest(token);
   const checkToken = (request: IncomingMessage, identity: string): Admission | null => {
@@ -28,7 +30,7 @@ export function createAdmission(token: string | undefined) {
       return { ok: false, status: 401, reason: 'no client certificate: the source must present --cert/--key signed by the destination\'s --ca' };
     }
     if (!socket.authorized) {
-      const why = explainClientCertError(socket.authorizationError?.toString());
+      const why = explainClientCertError(socket.authorizationError?.toString(), { crl: crl(), certificate: new X509Certificate(certificate.raw) });
       // Expiry problems are fixed by looking at the dates, so say them.
       const dates = /valid/.test(why) || /expired/.test(why) ? `; valid from ${certificate.valid_from} to ${certificate.valid_to}` : '';
       return { ok: false, status: 401, reason: `${why}${dates}` };

@@ -24,7 +24,8 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
   let policy: Policy = { routes: new RouteTable(config.routes, config.routeDir), allow: config.allow, vms: config.vms };
   const migrating = new Set<string>(); // VMs with a migration under way, over every session
   let maxSessions = config.maxSessions;
-  const admission = createAdmission(config.token);
+  let crl = config.tls?.crl;
+  const admission = createAdmission(config.token, () => crl);
   const server = new TunnelServer({
     host: config.host,
     port: config.port,
@@ -87,10 +88,11 @@ export async function runDest(config: DestConfig, log: Logger): Promise<RunningD
     (next) => {
       if (next.tls) server.setTls(next.tls);
       if (next.tls) expiry?.update(next.tls);
+      crl = next.tls?.crl;
       policy = { routes: new RouteTable(next.routes, next.routeDir), allow: next.allow, vms: next.vms };
       maxSessions = next.maxSessions;
       Object.assign(config.session, next.session); // the server reads it for each new session
-      if (next.tls) log.info('certificates reloaded; new connections use them');
+      if (next.tls) log.info({ crl: next.tls.crl?.file }, 'certificates reloaded; new connections use them');
       if (next.configFile) log.info({ config: next.configFile, routes: Object.fromEntries(next.routes), allow: mapObject(next.allow) }, 'configuration reloaded');
     },
     log,

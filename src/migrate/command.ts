@@ -24,9 +24,11 @@ export function addMigrateCommand(program: Command, fail: Fail): void {
     .addOption(new Option('--copy-mode <MODE>', 'background, or write-blocking (guest writes reach the destination before they complete)').choices(['background', 'write-blocking']).default('background'))
     .addOption(new Option('--speed <MB/s>', 'limit each disk mirror to this speed'))
     .addOption(new Option('--servername <NAME>', 'name expected in the destination certificate').env('NBD_TUNNEL_SERVERNAME'))
+    .addOption(new Option('--proxy <URL>', 'reach the destination through this HTTP proxy (CONNECT); default: HTTPS_PROXY unless NO_PROXY names the host').env('NBD_TUNNEL_PROXY'))
     .addOption(new Option('--ca <FILE>', 'CA certificate (PEM) the destination must be signed by').env('NBD_TUNNEL_CA'))
     .addOption(new Option('--cert <FILE>', 'this side\'s client certificate (PEM)').env('NBD_TUNNEL_CERT'))
     .addOption(new Option('--key <FILE>', 'this side\'s private key (PEM)').env('NBD_TUNNEL_KEY'))
+    .addOption(new Option('--crl <FILE>', 'CRLs (PEM) of --ca: a destination certificate they revoke is refused').env('NBD_TUNNEL_CRL'))
     .addOption(new Option('--pki-dir <DIR>', 'ca-cert.pem, client-cert.pem, client-key.pem as QEMU/libvirt keep them').env('NBD_TUNNEL_PKI_DIR'))
     .addOption(new Option('--token-file <FILE>', 'bearer token the destination requires').env('NBD_TUNNEL_TOKEN_FILE'))
     .addOption(new Option('--insecure', 'plain ws:// to a loopback destination (tests)'))
@@ -45,13 +47,13 @@ export function addMigrateCommand(program: Command, fail: Fail): void {
       const screen = bars ? migrationScreen(process.stdout) : null;
       const log = screen ? createLogger('warn', 'migrate', screen.log) : createLogger(config.logLevel, 'migrate');
       // The first line says which nbd-tunnel ran it, as the proxies' listening/ready lines do.
-      log.info({ version: VERSION, vm: config.vm, qmp: config.qmp, url: config.url, storageOnly: config.storageOnly }, 'migration starting');
+      log.info({ version: VERSION, vm: config.vm, qmp: config.qmp, url: config.url, proxy: config.proxy.summary, storageOnly: config.storageOnly }, 'migration starting');
       let report: MigrationReport;
       try {
         report = await runMigrate(
           {
             qmp: config.qmp,
-            tunnel: { url: config.url, ...config.tls, servername: config.servername, token: config.token },
+            tunnel: { url: config.url, ...config.tls, servername: config.servername, proxy: config.proxy.proxy, token: config.token },
             migration: { vm: config.vm, disks: config.disks, storageOnly: config.storageOnly, copyMode: config.copyMode, speed: config.speed },
           },
           log,

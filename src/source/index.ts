@@ -165,7 +165,7 @@ function startTunnel(config: SourceConfig, log: Logger): Tunnel {
   registry.certificateExpiry = expiry?.seconds ?? null;
   const observation = { registry, inspect: config.inspect };
   const connector = new Connector(
-    { url: config.url, ...config.tls, servername: config.servername, token: config.token, session: config.session },
+    { url: config.url, ...config.tls, servername: config.servername, proxy: config.proxy.proxy, token: config.token, session: config.session },
     log,
     (info, session) => registry.trackSession(info, session),
   );
@@ -184,7 +184,7 @@ function startTunnel(config: SourceConfig, log: Logger): Tunnel {
       if (!next.tls) return;
       connector.setTls(next.tls);
       expiry?.update(next.tls);
-      log.info('certificates reloaded; the next connection uses them');
+      log.info({ crl: next.tls.crl?.file }, 'certificates reloaded; the next connection uses them');
     },
     stop: () => {
       expiry?.stop();

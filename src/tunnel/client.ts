@@ -1,11 +1,14 @@
 // The source's side of the tunnel: one TLS 1.3 WebSocket, then a yamux client session on it;
 // after a loss, a new WebSocket that resumes the session.
+import { X509Certificate } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { connect as netConnect, isIP, type NetConnectOpts, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { WebSocket, type ClientOptions as WsClientOptions } from 'ws';
+import type { RevocationList } from '../revocation/index.js';
 import { DEFAULT_MAX_FRAME_PAYLOAD, SUBPROTOCOL, UPGRADE_TIMEOUT_MS } from './const.js';
 import { TunnelRefusedError } from './errors.js';
+import { connectThroughProxy, type HttpProxy } from './http-proxy.js';
 import { RESUME_HEADER, RESUME_NEW, SECRET_HEADER, SESSION_HEADER, type Ticket } from './resume-table.js';
 import { Session, type SessionOptions } from './session.js';
 import { explainConnectError } from './tls-errors.js';
@@ -17,6 +20,10 @@ export interface ClientOptions {
   ca?: Buffer;
   cert?: Buffer;
   key?: Buffer;
+  /** --crl: destination certificates it revokes are refused. */
+  crl?: RevocationList;
+  /** Reach the destination through this HTTP proxy (CONNECT). */
+  proxy?: HttpProxy;
   /** Name to expect in the destination's certificate (and send as SNI), if not the URL's host. */
   servername?: string;
   token?: string;
@@ -70,34 +77,55 @@ export async function resumeTunnel(options: ClientOptions, session: Session): Pr
   session.resume(new WsTransport(ws, socket));
 }
 
+/**
+ * ws passes the TLS options on to tls.connect; its typings give createConnection net.connect's
+ * overloads, but ws calls it with its one options object.
+ */
+type WsOptions = Omit<WsClientOptions, 'createConnection'> & {
+  servername?: string;
+  crl?: string[];
+  createConnection?: (options: ConnectionOptions) => Socket;
+};
+
+/** The destination's certificate (DER) as the handshake presented it. */
+interface PeerCertificate {
+  raw?: Buffer;
+}
+
 interface Opened {
   ws: WebSocket;
   socket: Socket;
   response: IncomingMessage;
 }
 
-function openWebSocket(options: ClientOptions, headers: Record<string, string>): Promise<Opened> {
+async function openWebSocket(options: ClientOptions, headers: Record<string, string>): Promise<Opened> {
+  // One deadline for the whole: the proxy's CONNECT, the TLS handshake and the upgrade.
+  const deadline = Date.now() + UPGRADE_TIMEOUT_MS;
+  const url = new URL(options.url);
+  const tunnel = options.proxy ? await connectThroughProxy(options.proxy, url.hostname.replace(/^\[|\]$/g, ''), Number(url.port), deadline - Date.now()) : undefined;
+  const peer: PeerCertificate = {};
   return new Promise((resolve, reject) => {
     // ws hands these to tls.connect, which also checks the certificate against servername.
-    const wsOptions: WsClientOptions & { servername?: string } = {
+    const wsOptions: WsOptions = {
       ca: options.ca,
       cert: options.cert,
       key: options.key,
+      crl: options.crl?.pems,
       servername: options.servername,
       minVersion: 'TLSv1.3',
       perMessageDeflate: false,
-      handshakeTimeout: UPGRADE_TIMEOUT_MS,
+      handshakeTimeout: Math.max(1, deadline - Date.now()),
       maxPayload: options.session?.maxFramePayload ?? DEFAULT_MAX_FRAME_PAYLOAD,
       generateMask: zeroMask,
       headers: { ...headers, ...(options.token ? { authorization: `Bearer ${options.token}` } : {}) },
       // ws calls it with the request's options, one object (its type names net's overloads).
-      createConnection: ((connectOptions: SocketOptions) => {
-        const socket = openSocket(connectOptions, options.url.startsWith('wss:'));
+      createConnection: (connectOptions: ConnectionOptions) => {
+        const socket = url.protocol === 'wss:' ? connectTls(connectOptions, tunnel, peer) : (tunnel ?? connectPlain(connectOptions));
         options.onSocket?.(socket);
         return socket;
-      }) as WsClientOptions['createConnection'],
+      },
     };
-    const ws = new WebSocket(options.url, [SUBPROTOCOL], wsOptions);
+    const ws = new WebSocket(options.url, [SUBPROTOCOL], wsOptions as WsClientOptions);
     let upgrade: IncomingMessage | null = null;
     let settled = false;
     const fail = (error: Error): void => {
@@ -117,9 +145,10 @@ function openWebSocket(options: ClientOptions, headers: Record<string, string>):
         () => refused(''),
       );
     });
-    ws.once('error', (error: Error & { code?: string }) =>
-      fail(Object.assign(new Error(`cannot connect to ${options.url}: ${explainConnectError(error)}`, { cause: error }), { code: error.code })),
-    );
+    ws.once('error', (error: Error & { code?: string }) => {
+      const explained = explainConnectError(error, { crl: options.crl, certificate: peer.raw && new X509Certificate(peer.raw) });
+      fail(Object.assign(new Error(`cannot connect to ${options.url}: ${explained}`, { cause: error }), { code: error.code }));
+    });
     ws.once('open', () => {
       if (settled) return;
       const response: IncomingMessage | null = upgrade;
@@ -134,15 +163,24 @@ function openWebSocket(options: ClientOptions, headers: Record<string, string>):
   });
 }
 
-/** The request's options as ws hands them to createConnection: `path` is the URL's, not a socket's. */
-type SocketOptions = ConnectionOptions & { host: string; port: number; path?: string; socketPath?: string };
+/** ws:// (--insecure, loopback): what ws would do. `path` in its options is the URL's; a socket's is `socketPath`. */
+function connectPlain(options: ConnectionOptions & { socketPath?: string }): Socket {
+  return netConnect({ ...options, path: options.socketPath } as NetConnectOpts);
+}
 
-/** What ws itself does to connect (its tlsConnect / netConnect), so that onSocket sees the socket. */
-function openSocket(options: SocketOptions, secure: boolean): Socket {
-  if (!secure) return netConnect({ ...options, path: options.socketPath } as NetConnectOpts);
-  // SNI only for a name: an IP address is not sent as a server name.
-  const servername = options.servername ?? (isIP(options.host) ? '' : options.host);
-  return tlsConnect({ ...options, path: undefined, servername });
+/**
+ * What ws would do (tls.connect, SNI from the host unless it is an address), over the proxy's
+ * socket when there is one. Node checks the destination's certificate between the socket's
+ * internal 'secure' event and 'secureConnect', and drops it before reporting a refusal: it is
+ * kept here so that a revocation message can name its serial. (getPeerCertificate(), not
+ * getPeerX509Certificate(): in Node 20 the latter, called first, leaves the host name check an
+ * empty certificate.)
+ */
+function connectTls(options: ConnectionOptions, socket: Socket | undefined, peer: PeerCertificate): Socket {
+  const host = options.host ?? '';
+  const tls = tlsConnect({ ...options, path: undefined, servername: options.servername || (isIP(host) ? '' : host), socket });
+  tls.prependListener('secure', () => (peer.raw = tls.getPeerCertificate().raw));
+  return tls;
 }
 
 function readBody(response: IncomingMessage): Promise<string> {

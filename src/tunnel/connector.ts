@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { connectTunnel, resumeTunnel, sessionId, type ClientOptions } from './client.js';
 import { TunnelRefusedError } from './errors.js';
+import { ProxyRefusedError } from './http-proxy.js';
 import type { Session } from './session.js';
 
 const FIRST_RETRY_MS = 250;
@@ -20,11 +21,17 @@ export interface ConnectedSession {
   suspended: boolean;
 }
 
-/** Failures worth waiting through: the destination is down, restarting, busy or unreachable for now. A refusal of this client, or a certificate that does not check out, will still be there in 10 s. */
+/**
+ * Failures worth waiting through: the destination (or the proxy) is down, restarting, busy or
+ * unreachable for now. A refusal of this client, by the destination or the proxy, or a
+ * certificate that does not check out, will still be there in 10 s.
+ */
 const PASSING_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'EPIPE']);
 
 function mayPass(error: unknown): boolean {
-  if (error instanceof TunnelRefusedError) return error.status >= 500 || error.status === 408 || error.status === 421 || error.status === 429;
+  if (error instanceof TunnelRefusedError || error instanceof ProxyRefusedError) {
+    return error.status >= 500 || error.status === 408 || error.status === 421 || error.status === 429;
+  }
   return PASSING_CODES.has((error as { code?: string }).code ?? '');
 }
 
@@ -64,8 +71,8 @@ export class Connector {
     return [...this.live].reduce((n, session) => n + session.streamCount, 0);
   }
 
-  /** New certificates for the next connection (SIGHUP); the live session keeps its own. */
-  setTls(tls: { ca: Buffer; cert: Buffer; key: Buffer }): void {
+  /** New certificates and CRL for the next connection (SIGHUP); the live session keeps its own. */
+  setTls(tls: Pick<ClientOptions, 'ca' | 'cert' | 'key' | 'crl'>): void {
     this.options = { ...this.options, ...tls };
   }
 

@@ -2,6 +2,8 @@ export { connectTunnel, resumeTunnel, sessionId, type ClientOptions } from './cl
 export { Connector, type ConnectedSession } from './connector.js';
 export { LOCAL_HIGH_WATER_MARK, OPEN_TIMEOUT_MS, DEFAULT_KEEPALIVE_INTERVAL_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, DEFAULT_MAX_STREAMS, DEFAULT_STREAM_WINDOW, INITIAL_STREAM_WINDOW, ROUTE_NAME, SUBPROTOCOL } from './const.js';
 export { ProtocolError, StreamError, TunnelRefusedError } from './errors.js';
+export { ProxyRefusedError, type HttpProxy } from './http-proxy.js';
+export { chooseProxy, type ProxyChoice } from './proxy-choice.js';
 export { replayMemory } from './replay-buffer.js';
 export { isResumeRequest } from './resume-table.js';
 export {
@@ -17,7 +19,7 @@ export {
   type OpenRequest,
   type ProbeFindings,
 } from './open-request.js';
-export { TunnelServer, type Admission, type PeerInfo, type ServerOptions } from './server.js';
+export { TunnelServer, type Admission, type PeerInfo, type ServerOptions, type ServerTls } from './server.js';
 export { Session, type SessionOptions } from './session.js';
 export { relay, type Tap } from './relay.js';
 export { Stream } from './stream.js';

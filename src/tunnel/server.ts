@@ -6,6 +6,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WebSocketServer } from 'ws';
+import type { RevocationList } from '../revocation/index.js';
 import { DEFAULT_MAX_FRAME_PAYLOAD, SUBPROTOCOL, UPGRADE_TIMEOUT_MS } from './const.js';
 import { RESUME_HEADER, RESUME_NEW, ResumeTable, SECRET_HEADER, SESSION_HEADER, isResumeRequest, type Ticket } from './resume-table.js';
 import { Session, type SessionOptions } from './session.js';
@@ -24,7 +25,7 @@ export interface ServerOptions {
   host: string;
   port: number;
   /** undefined: plain ws:// (--insecure, loopback only; the caller checks the address). */
-  tls: { cert: Buffer; key: Buffer; ca: Buffer } | undefined;
+  tls: ServerTls | undefined;
   /** Decides on each upgrade request (new or resuming); with TLS, a client certificate has been asked for. */
   admit(request: IncomingMessage, socket: Socket): Admission;
   session?: Omit<SessionOptions, 'client'>;
@@ -32,6 +33,14 @@ export interface ServerOptions {
   upgradeTimeoutMs?: number;
   /** This process's name among workers sharing the port, for session ids. */
   instance?: string;
+}
+
+export interface ServerTls {
+  cert: Buffer;
+  key: Buffer;
+  ca: Buffer;
+  /** --crl: client certificates it revokes are not authorized (authorizationError CERT_REVOKED). */
+  crl?: RevocationList;
 }
 
 export interface PeerInfo {
@@ -74,8 +83,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     this.resumable = new ResumeTable(options.instance);
     this.https = options.tls
       ? createHttpsServer({
-          ...options.tls,
-          minVersion: 'TLSv1.3',
+          ...secureContextOptions(options.tls),
           handshakeTimeout: this.upgradeTimeoutMs,
           requestCert: true,
           // Verified in admit() instead, so that a refused client is told why over HTTP.
@@ -112,8 +120,8 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   }
 
   /** New certificates for connections accepted from now on. */
-  setTls(tls: { cert: Buffer; key: Buffer; ca: Buffer }): void {
-    if ('setSecureContext' in this.https) this.https.setSecureContext({ ...tls, minVersion: 'TLSv1.3' });
+  setTls(tls: ServerTls): void {
+    if ('setSecureContext' in this.https) this.https.setSecureContext(secureContextOptions(tls));
   }
 
   /** Stops accepting; sessions already running are the caller's to close. */
@@ -181,6 +189,10 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     this.deadlines.set(socket, timer);
     socket.once('close', () => clearTimeout(timer));
   }
+}
+
+function secureContextOptions({ cert, key, ca, crl }: ServerTls) {
+  return { cert, key, ca, crl: crl?.pems, minVersion: 'TLSv1.3' as const };
 }
 
 function addressOf(socket: Socket): string {

@@ -1,4 +1,6 @@
 // Turns Node's TLS and socket error codes into sentences that say what to fix.
+import type { X509Certificate } from 'node:crypto';
+import type { RevocationList } from '../revocation/index.js';
 
 const HINTS: Readonly<Record<string, string>> = {
   ERR_TLS_CERT_ALTNAME_INVALID: 'the destination certificate does not name this host; check --connect or set --servername',
@@ -21,7 +23,15 @@ interface AltNameError extends Error {
   cert?: { subjectaltname?: string; subject?: { CN?: string | string[] } };
 }
 
-export function explainConnectError(error: AltNameError): string {
+/** The --crl in force and the destination's certificate, when the handshake kept it: for revocation codes. */
+export interface RevocationContext {
+  crl: RevocationList | undefined;
+  certificate: X509Certificate | undefined;
+}
+
+export function explainConnectError(error: AltNameError, revocation?: RevocationContext): string {
+  const revoked = revocation?.crl?.explain(error.code, revocation.certificate);
+  if (revoked) return `destination certificate refused: ${revoked}`;
   if (error.code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
     const names = error.cert?.subjectaltname || (error.cert?.subject?.CN ? `CN ${String(error.cert.subject.CN)}` : 'no names');
     return `the destination certificate names ${names}, not '${error.host ?? '?'}': connect by one of those names (--connect) or set --servername (ERR_TLS_CERT_ALTNAME_INVALID)`;
@@ -35,7 +45,9 @@ export function explainConnectError(error: AltNameError): string {
 }
 
 /** Why the destination refuses a client certificate, from tls.TLSSocket#authorizationError. */
-export function explainClientCertError(code: string | undefined): string {
+export function explainClientCertError(code: string | undefined, revocation?: RevocationContext): string {
+  const revoked = revocation?.crl?.explain(code, revocation.certificate);
+  if (revoked) return `client certificate refused: ${revoked}`;
   switch (code) {
     case undefined:
       return 'client certificate not verified';

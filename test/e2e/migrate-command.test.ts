@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CLI, run, spawnChild, startProxy, startTcpRelay, type LogLine, type Proxy, type QmpClient } from '../harness/index.js';
+import { CLI, revoke, run, spawnChild, startConnectProxy, startProxy, startTcpRelay, writeCrl, type LogLine, type Proxy, type QmpClient } from '../harness/index.js';
 import { GUEST_BLOCK } from '../harness/guest/blocks.js';
 import { buildGuest, type GuestBoot } from '../harness/guest/build.js';
 import { startMigrationPair, type MigrationPair, type PairLink, type PairLinkFactory } from '../harness/guest/pair.js';
@@ -190,7 +190,7 @@ test('migrate --storage-only: the disk mirrored to a consistent copy, the source
   });
 });
 
-test('migrate refuses before anything starts: unknown disk node, a VM not named by --vm, a client not allowed, disk sizes that differ', { timeout: 300_000 }, async (t) => {
+test('migrate refuses before anything starts: unknown disk node, a VM not named by --vm, a client not allowed, disk sizes that differ, a proxy refusing CONNECT, a --crl revoking the destination', { timeout: 300_000 }, async (t) => {
   const link = destProxyLink();
   await withPair('refusals', link, async (pair) => {
     const dir = join(suite.dir, 'refusals');
@@ -225,6 +225,19 @@ test('migrate refuses before anything starts: unknown disk node, a VM not named 
       await smallDest.stop();
       await smallVm.stop();
     }
+    // No tunnel at all: the proxy refuses CONNECT; the destination's certificate is revoked by --crl.
+    const refusing = await startConnectProxy({ refuse: true });
+    try {
+      const refused = await runMigrate(pair, port, ['--proxy', refusing.url]);
+      assert.equal(refused.lines.find((l) => l.msg === 'migration starting')?.proxy, `${refusing.url} (--proxy)`);
+      refusals.push(['proxy refuses', refused, new RegExp(`failed: --connect wss://localhost:${port}/: the proxy refused CONNECT to localhost:${port}: 403 Forbidden \\(--proxy ${refusing.url}\\)$`)]);
+    } finally {
+      await refusing.close();
+    }
+    await revoke(suite.pki.ca, suite.pki.serverCert);
+    const crl = await writeCrl(suite.pki.ca, join(dir, 'ca.crl'));
+    const revoked = `destination certificate refused: serial [0-9A-F]+ is revoked by --crl ${crl} \\(revoked [-0-9T:]+Z\\)$`;
+    refusals.push(['destination revoked', await runMigrate(pair, port, ['--crl', crl]), new RegExp(`failed: --connect wss://localhost:${port}/: cannot connect to wss://localhost:${port}/: ${revoked}`)]);
     for (const [what, refused, message] of refusals) {
       t.diagnostic(`${what}: ${refused.stderr.trim()}`);
       assert.equal(refused.code, 1, `${what}: exit status`);

@@ -11,5 +11,6 @@ export * from './tcp-relay.js';
 export * from './nbd-client.js';
 export * from './fault-tunnel.js';
 export * from './heap-probe.js';
+export * from './connect-proxy.js';
 export * from './terminal.js';
 export * from './until.js';

@@ -28,9 +28,12 @@ export interface Pki {
   /** Signed by caCert for localhost, expiring in 10 days: inside the expiry warning's 30. */
   expiringServerCert: string;
   expiringServerKey: string;
+  /** caCert's key and database, to revoke its certificates and write its CRL (revoke, writeCrl). */
+  ca: Issuer;
+  foreignCa: Issuer;
 }
 
-interface Issuer {
+export interface Issuer {
   cert: string;
   key: string;
   /** `openssl ca` configuration naming this CA's database. */
@@ -82,7 +85,20 @@ export async function makePki(dir: string): Promise<Pki> {
     expiredClientKey: expiredClient.key,
     expiringServerCert: expiring.cert,
     expiringServerKey: expiring.key,
+    ca,
+    foreignCa,
   };
+}
+
+/** Marks `cert` revoked in its issuer's database; the next writeCrl() lists it. */
+export async function revoke(issuer: Issuer, cert: string): Promise<void> {
+  await run('openssl', ['ca', '-config', issuer.config, '-cert', issuer.cert, '-keyfile', issuer.key, '-revoke', cert]);
+}
+
+/** Writes the issuer's CRL (PEM) to `out`: every certificate revoked so far, next update in `seconds`. */
+export async function writeCrl(issuer: Issuer, out: string, seconds = 30 * DAY_MS / 1000): Promise<string> {
+  await run('openssl', ['ca', '-config', issuer.config, '-cert', issuer.cert, '-keyfile', issuer.key, '-gencrl', '-crlsec', String(seconds), '-out', out]);
+  return out;
 }
 
 async function makeKey(dir: string, name: string): Promise<string> {

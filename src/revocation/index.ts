@@ -1,0 +1,1 @@
+export { RevocationList } from './list.js';
