@@ -5,12 +5,12 @@ import { createServer as createHttpServer, type IncomingMessage, type Server as 
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { WebSocketServer } from 'ws';
 import type { RevocationList } from '../revocation/index.js';
 import { DEFAULT_MAX_FRAME_PAYLOAD, SUBPROTOCOL, UPGRADE_TIMEOUT_MS } from './const.js';
-import { RESUME_HEADER, RESUME_NEW, ResumeTable, SECRET_HEADER, SESSION_HEADER, isResumeRequest, type Ticket } from './resume-table.js';
+import { RESUME_HEADER, RESUME_NEW, ResumeTable, SECRET_HEADER, SESSION_HEADER, isResumeRequest } from './resume-table.js';
+import { ServerWsTransport } from './server-ws-transport.js';
 import { Session, type SessionOptions } from './session.js';
-import { WsTransport } from './ws-transport.js';
+import { acceptUpgrade, upgradeRequestProblem } from './ws-handshake.js';
 
 /** Shutting down waits this long for WebSockets to finish their close (a second more than their own grace). */
 const CLOSE_WAIT_MS = 2_000;
@@ -69,13 +69,11 @@ const STATUS_TEXT: Readonly<Record<number, string>> = {
 
 export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   private readonly https: HttpServer | HttpsServer;
-  private readonly wss: WebSocketServer;
   private readonly upgradeTimeoutMs: number;
   /** Deadlines of connections that are not sessions yet. */
   private readonly deadlines = new WeakMap<Socket, NodeJS.Timeout>();
   private readonly resumable: ResumeTable;
-  /** Tickets of sessions being upgraded, for the response headers. */
-  private readonly tickets = new WeakMap<IncomingMessage, Ticket>();
+  private readonly maxFrame: number;
 
   constructor(private readonly options: ServerOptions) {
     super();
@@ -90,16 +88,8 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
           rejectUnauthorized: false,
         })
       : createHttpServer();
-    this.wss = new WebSocketServer({
-      noServer: true,
-      perMessageDeflate: false,
-      clientTracking: false,
-      maxPayload: options.session?.maxFramePayload ?? DEFAULT_MAX_FRAME_PAYLOAD,
-    });
-    this.wss.on('headers', (headers, request) => {
-      const ticket = this.tickets.get(request);
-      if (ticket) headers.push(`${SESSION_HEADER}: ${ticket.id}`, `${SECRET_HEADER}: ${ticket.secret}`);
-    });
+    // The source sends a yamux header and its payload as separate messages, at most a frame's payload each.
+    this.maxFrame = options.session?.maxFramePayload ?? DEFAULT_MAX_FRAME_PAYLOAD;
     this.https.on(options.tls ? 'secureConnection' : 'connection', (socket: Socket) => this.armUpgradeDeadline(socket));
     this.https.on('request', (request, response) => {
       this.emit('refused', { address: addressOf(request.socket) }, 426, 'plain HTTP request, not a WebSocket upgrade');
@@ -132,6 +122,11 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   }
 
   private onUpgrade(request: IncomingMessage, socket: Socket, head: Buffer): void {
+    const problem = upgradeRequestProblem(request);
+    if (problem) {
+      this.refuse(socket, 400, problem);
+      return;
+    }
     const offered = (request.headers['sec-websocket-protocol'] ?? '')
       .split(',')
       .map((p) => p.trim())
@@ -153,22 +148,23 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
         this.refuse(socket, found.status, found.reason);
         return;
       }
-      this.wss.handleUpgrade(request, socket, head, (ws) => {
-        clearTimeout(this.deadlines.get(socket));
-        found.session.resume(new WsTransport(ws, socket));
-        this.emit('resumed', found.session, peer);
-      });
+      found.session.resume(this.upgrade(request, socket, head, []));
+      this.emit('resumed', found.session, peer);
       return;
     }
     const resumeTimeoutMs = request.headers[RESUME_HEADER] === RESUME_NEW ? (this.options.session?.resumeTimeoutMs ?? 0) : 0;
     const ticket = resumeTimeoutMs > 0 ? this.resumable.newTicket() : undefined;
-    if (ticket) this.tickets.set(request, ticket);
-    this.wss.handleUpgrade(request, socket, head, (ws) => {
-      clearTimeout(this.deadlines.get(socket));
-      const session = new Session(new WsTransport(ws, socket), { ...this.options.session, resumeTimeoutMs, client: false });
-      if (ticket) this.resumable.add(ticket, session, admission.principal);
-      this.emit('session', session, peer);
-    });
+    const headers = ticket ? [`${SESSION_HEADER}: ${ticket.id}`, `${SECRET_HEADER}: ${ticket.secret}`] : [];
+    const session = new Session(this.upgrade(request, socket, head, headers), { ...this.options.session, resumeTimeoutMs, client: false });
+    if (ticket) this.resumable.add(ticket, session, admission.principal);
+    this.emit('session', session, peer);
+  }
+
+  /** Answers 101 and makes the socket a transport: a session from here on, so no upgrade deadline. */
+  private upgrade(request: IncomingMessage, socket: Socket, head: Buffer, headers: string[]): ServerWsTransport {
+    clearTimeout(this.deadlines.get(socket));
+    acceptUpgrade(request, socket, SUBPROTOCOL, headers);
+    return new ServerWsTransport(socket, head, this.maxFrame);
   }
 
   private refuse(socket: Socket, status: number, reason: string): void {
