@@ -40,7 +40,7 @@ export function addCommonOptions(command: Command): Command {
         .env('NBD_TUNNEL_LOG_FORMAT'),
     )
     .addOption(
-      new Option('--stream-window <SIZE>', 'receive window per stream (256K to 4G-1)')
+      new Option('--stream-window <SIZE>', 'the most a stream\'s receive window grows to from 1 MiB (256K to 4G-1)')
         .default(DEFAULTS.streamWindow)
         .env('NBD_TUNNEL_STREAM_WINDOW'),
     )

@@ -18,6 +18,11 @@ export const FLAG_SYN = 0x1; // opens a stream; on Ping: a request
 export const FLAG_ACK = 0x2; // acknowledges an open; on Ping: the response
 export const FLAG_FIN = 0x4; // half-close: the sender will send no more data
 export const FLAG_RST = 0x8; // resets the stream at once
+// This implementation's extension, for receive-window tuning: a WindowUpdate with FLAG_GROW
+// enlarges the window by its delta instead of returning credit (the sender's replay buffer must
+// know the difference). It answers a WindowUpdate with delta 0 and no flags, by which a sender
+// says it is waiting for credit: a no-op for any yamux, so only nbd-tunnel peers ever see GROW.
+export const FLAG_GROW = 0x10;
 
 // spec "Go Away": the error code travels in Length.
 export const GO_AWAY_NORMAL = 0x0;
@@ -44,7 +49,13 @@ export const TYPE_NAMES: Readonly<Record<number, string>> = {
 };
 
 // Defaults of this implementation, not of the spec.
-export const DEFAULT_STREAM_WINDOW = 16 * 1024 * 1024; // QEMU mirror: 16 x 1 MiB in flight per disk
+export const DEFAULT_STREAM_WINDOW = 16 * 1024 * 1024; // QEMU mirror: 16 x 1 MiB in flight per disk; the most a window grows to
+/**
+ * A stream's receive window starts here and doubles, up to --stream-window, each time the sender
+ * reports it waited for credit while this side had read everything: a LAN copy holds about this
+ * much per stream, a WAN one grows to its bandwidth-delay product in a few round trips.
+ */
+export const DEFAULT_INITIAL_STREAM_WINDOW = 1024 * 1024;
 export const DEFAULT_MAX_FRAME_PAYLOAD = 1024 * 1024; // larger writes are split
 export const SMALL_FRAME_PAYLOAD = 16 * 1024; // up to this, header and payload travel as one message
 export const DEFAULT_KEEPALIVE_INTERVAL_MS = 5_000;

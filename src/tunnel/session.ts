@@ -7,6 +7,7 @@
 // state, and both re-send what the other did not receive.
 import { EventEmitter } from 'node:events';
 import {
+  DEFAULT_INITIAL_STREAM_WINDOW,
   DEFAULT_KEEPALIVE_INTERVAL_MS,
   DEFAULT_KEEPALIVE_TIMEOUT_MS,
   DEFAULT_MAX_FRAME_PAYLOAD,
@@ -40,8 +41,10 @@ import type { Transport } from './transport.js';
 export interface SessionOptions {
   /** The client opens odd stream ids, the server even ones. */
   client: boolean;
-  /** Receive window per stream, announced to the peer on open. At least 256 KiB. */
+  /** The most a stream's receive window grows to. At least 256 KiB. */
   streamWindow?: number;
+  /** Where a stream's receive window starts (default the smaller of 1 MiB and streamWindow). */
+  initialStreamWindow?: number;
   maxFramePayload?: number;
   /** Streams the peer may have open at once; more are reset. */
   maxStreams?: number;
@@ -92,6 +95,7 @@ const GO_AWAY_REASONS: Readonly<Record<number, string>> = {
 export class Session extends EventEmitter<SessionEvents> implements StreamHost, FrameSink {
   readonly maxFramePayload: number;
   private readonly streamWindow: number;
+  private readonly initialStreamWindow: number;
   private readonly maxStreams: number;
   private readonly streams = new Map<number, Stream>();
   private decoder = new FrameDecoder(this);
@@ -130,6 +134,7 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
     if (this.streamWindow < INITIAL_STREAM_WINDOW || this.streamWindow > MAX_STREAM_ID) {
       throw new RangeError(`stream window must be between ${INITIAL_STREAM_WINDOW} and ${MAX_STREAM_ID} bytes`);
     }
+    this.initialStreamWindow = Math.max(INITIAL_STREAM_WINDOW, Math.min(options.initialStreamWindow ?? DEFAULT_INITIAL_STREAM_WINDOW, this.streamWindow));
     this.maxFramePayload = options.maxFramePayload ?? DEFAULT_MAX_FRAME_PAYLOAD;
     this.maxStreams = options.maxStreams ?? DEFAULT_MAX_STREAMS;
     this.nextStreamId = options.client ? 1 : 2;
@@ -174,7 +179,7 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
     const id = this.nextStreamId;
     if (id > MAX_STREAM_ID) throw new StreamError('stream ids exhausted on this session', 'EIDSEXHAUSTED');
     this.nextStreamId += 2;
-    const stream = new Stream(this, id, { opening: true, window: this.streamWindow, resumable: this.resumable });
+    const stream = new Stream(this, id, { opening: true, ...this.windows(), resumable: this.resumable });
     this.streams.set(id, stream);
     return stream;
   }
@@ -358,6 +363,10 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
     this.onDrain();
   }
 
+  private windows(): { window: number; maxWindow: number } {
+    return { window: this.initialStreamWindow, maxWindow: this.streamWindow };
+  }
+
   private isPeerStreamId(id: number): boolean {
     return id % 2 === (this.client ? 0 : 1);
   }
@@ -407,7 +416,7 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
       if (full) this.emit('refused', streamId, this.maxStreams);
       return null;
     }
-    const stream = new Stream(this, streamId, { opening: false, window: this.streamWindow, resumable: this.resumable, announce });
+    const stream = new Stream(this, streamId, { opening: false, ...this.windows(), resumable: this.resumable, announce });
     this.streams.set(streamId, stream);
     this.emit('stream', stream);
     return stream;

@@ -5,7 +5,7 @@
 // that both sides forget a stream only once neither can need it again.
 import { constants as osConstants } from 'node:os';
 import { Duplex } from 'node:stream';
-import { CREDIT_BATCHES, FLAG_ACK, FLAG_FIN, FLAG_RST, FLAG_SYN, INITIAL_STREAM_WINDOW, LOCAL_HIGH_WATER_MARK, RST_STREAM_LIMIT, TYPE_WINDOW_UPDATE } from './const.js';
+import { CREDIT_BATCHES, FLAG_ACK, FLAG_FIN, FLAG_GROW, FLAG_RST, FLAG_SYN, INITIAL_STREAM_WINDOW, LOCAL_HIGH_WATER_MARK, RST_STREAM_LIMIT, TYPE_WINDOW_UPDATE } from './const.js';
 import { ProtocolError, StreamError } from './errors.js';
 import { ReplayBuffer } from './replay-buffer.js';
 import { RESUME_EOF_DELIVERED, RESUME_FIN_RECEIVED, type StreamState } from './resume-state.js';
@@ -28,6 +28,8 @@ export interface StreamHost {
 export interface StreamOptions {
   /** Our receive window, announced to the peer. */
   window: number;
+  /** What the window may grow to when the peer reports waiting for credit (see FLAG_GROW). */
+  maxWindow: number;
   /** We open it (SYN) rather than accept it (ACK). */
   opening: boolean;
   /** Keep unconfirmed bytes for a resumed session, and send fin-acks. */
@@ -53,7 +55,7 @@ export class Stream extends Duplex {
 
   private sendCredit = INITIAL_STREAM_WINDOW;
   private recvCredit = INITIAL_STREAM_WINDOW;
-  private readonly creditThreshold: number;
+  private creditThreshold: number;
   /** Received bytes the reader has not asked for yet: at most one window. */
   private readonly inbox: Buffer[] = [];
   private inboxBytes = 0;
@@ -68,7 +70,10 @@ export class Stream extends Duplex {
   private remoteFin = false;
   private resetByPeer = false;
   private forgotten = false;
-  private readonly window: number;
+  private window: number;
+  private readonly maxWindow: number;
+  /** We told the peer we are out of credit, and no credit has come since. */
+  private waitReported = false;
   /** The peer's receive window, once its SYN/ACK (or a resume) announced it. */
   private peerWindow = INITIAL_STREAM_WINDOW;
   private peerAnnounced = false;
@@ -85,8 +90,9 @@ export class Stream extends Duplex {
   ) {
     super({ allowHalfOpen: true, readableHighWaterMark: 256 * 1024, writableHighWaterMark: LOCAL_HIGH_WATER_MARK });
     this.window = options.window;
+    this.maxWindow = Math.max(options.window, options.maxWindow);
     this.recvCredit = options.window;
-    this.creditThreshold = Math.max(1, Math.floor(options.window / CREDIT_BATCHES));
+    this.creditThreshold = creditThresholdOf(options.window);
     this.replay = options.resumable ? new ReplayBuffer() : null;
     this.openFlags = options.opening ? FLAG_SYN : FLAG_ACK;
     // Announce the window at once: the peer may write as soon as it sees SYN/ACK.
@@ -101,9 +107,17 @@ export class Stream extends Duplex {
 
   // ---- called by the session -------------------------------------------------
 
-  /** A WindowUpdate grants more credit; the first with SYN/ACK also announces the peer's window. */
+  /**
+   * A WindowUpdate grants more credit; the first with SYN/ACK also announces the peer's window,
+   * one with GROW enlarges it, and one with neither delta nor flags says the peer waits for credit.
+   */
   addSendCredit(delta: number, flags: number): void {
+    if (delta === 0 && flags === 0) {
+      this.onPeerWaiting();
+      return;
+    }
     if (this.sendCredit + delta > 0xffffffff) throw new ProtocolError(`stream ${this.id}: send window overflow`);
+    if (flags & FLAG_GROW) this.peerWindow += delta;
     const finAck = (flags & FLAG_ACK) !== 0 && this.peerAnnounced && this.replay !== null;
     if (flags & (FLAG_SYN | FLAG_ACK) && !this.peerAnnounced) {
       this.peerAnnounced = true;
@@ -117,7 +131,10 @@ export class Stream extends Duplex {
       this.finAcked = true;
       this.maybeForget();
     }
-    if (delta > 0) this.flush();
+    if (delta > 0) {
+      this.waitReported = false;
+      this.flush();
+    }
   }
 
   /** Checked on the Data header, before any payload is accepted. */
@@ -178,6 +195,7 @@ export class Stream extends Duplex {
     this.openFlags = 0;
     this.peerWindow = peer.window;
     this.sendCredit = peer.limit - this.bytesSent;
+    this.waitReported = false;
     let resent = 0;
     for (const chunk of this.replay.from(peer.received)) {
       this.host.sendData(0, this.id, chunk);
@@ -207,7 +225,10 @@ export class Stream extends Duplex {
     if (!pending) return;
     const { chunk } = pending;
     while (pending.offset < chunk.length) {
-      if (this.sendCredit === 0) return; // resumed by addSendCredit
+      if (this.sendCredit === 0) {
+        this.reportWaiting();
+        return; // resumed by addSendCredit
+      }
       if (this.host.congested) {
         this.host.waitForDrain(this);
         return;
@@ -259,6 +280,30 @@ export class Stream extends Duplex {
   }
 
   // ---- internals -------------------------------------------------------------
+
+  /** Out of credit with bytes to send: once per wait, the peer may answer by growing its window. */
+  private reportWaiting(): void {
+    if (this.waitReported) return;
+    this.waitReported = true;
+    this.host.sendControl(TYPE_WINDOW_UPDATE, 0, this.id, 0);
+  }
+
+  /**
+   * The peer waited for credit. If our reader is taking bytes as they come (flowing, not paused
+   * by a pipe whose destination is full), the window, not the reader, held it back: double the
+   * window (up to maxWindow). A paused reader is the bottleneck: a larger window would only
+   * hold more bytes here.
+   */
+  private onPeerWaiting(): void {
+    if (this.window >= this.maxWindow || this.remoteFin || this.destroyed) return;
+    if (this.readableFlowing !== true) return;
+    const grown = Math.min(this.window * 2, this.maxWindow);
+    const delta = grown - this.window;
+    this.window = grown;
+    this.recvCredit += delta;
+    this.creditThreshold = creditThresholdOf(grown);
+    this.host.sendControl(TYPE_WINDOW_UPDATE, FLAG_GROW, this.id, delta);
+  }
 
   private sendOpenFlags(delta: number): void {
     this.host.sendControl(TYPE_WINDOW_UPDATE, this.takeOpenFlags(), this.id, delta);
@@ -316,6 +361,11 @@ export class Stream extends Duplex {
     this.replay?.clear();
     this.host.forget(this);
   }
+}
+
+/** Credit goes back in batches of this much (see CREDIT_BATCHES). */
+function creditThresholdOf(window: number): number {
+  return Math.max(1, Math.floor(window / CREDIT_BATCHES));
 }
 
 /** What a peer's RST says, as the error the stream is destroyed with. */

@@ -26,7 +26,7 @@ test('frames a session writes are the spec layout: SYN with window delta, data, 
   const wire = Buffer.concat(pair.clientTransport.sent).toString('hex');
   assert.equal(
     wire,
-    '000100010000000100fc0000' + // WindowUpdate SYN, stream 1, delta 16 MiB - 256 KiB
+    '0001000100000001000c0000' + // WindowUpdate SYN, stream 1, delta 1 MiB (the initial window) - 256 KiB
       '000000000000000100000005' + '68656c6c6f' + // Data, stream 1, 5 bytes "hello"
       '000100040000000100000000' + // WindowUpdate FIN
       '000300000000000000000000', // GoAway normal
