@@ -51,9 +51,9 @@ export const TYPE_NAMES: Readonly<Record<number, string>> = {
 // Defaults of this implementation, not of the spec.
 export const DEFAULT_STREAM_WINDOW = 16 * 1024 * 1024; // QEMU mirror: 16 x 1 MiB in flight per disk; the most a window grows to
 /**
- * A stream's receive window starts here and doubles, up to --stream-window, each time the sender
- * reports it waited for credit while this side had read everything: a LAN copy holds about this
- * much per stream, a WAN one grows to its bandwidth-delay product in a few round trips.
+ * A stream's receive window starts here and doubles, up to --stream-window, when the sender
+ * reports waiting for credit and a round trip carried half a window or more (Stream.onPeerWaiting):
+ * a LAN copy holds about this much per stream, a WAN one grows to its bandwidth-delay product.
  */
 export const DEFAULT_INITIAL_STREAM_WINDOW = 1024 * 1024;
 export const DEFAULT_MAX_FRAME_PAYLOAD = 1024 * 1024; // larger writes are split

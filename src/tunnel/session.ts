@@ -122,6 +122,10 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
   private closedReason: Error | null = null;
   private keepalive: NodeJS.Timeout | null = null;
   private pingSentAt = 0;
+  /** When the ping in flight left, by the monotonic clock (for rttMs; pingSentAt's resolution is 1 ms). */
+  private pingSentPrecise = 0;
+  /** The last round trip measured by a ping, in ms (fractions included); 0 until one is. */
+  rttMs = 0;
   private pingId = 0;
   private lastReceiveAt = Date.now();
   private readonly keepaliveTimeoutMs: number;
@@ -426,6 +430,7 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
     if (flags & FLAG_SYN) {
       this.sendControl(TYPE_PING, FLAG_ACK, SESSION_STREAM_ID, opaque);
     } else if (flags & FLAG_ACK && opaque === this.pingId && this.pingSentAt !== 0) {
+      this.rttMs = performance.now() - this.pingSentPrecise;
       this.emit('rtt', Date.now() - this.pingSentAt);
       this.pingSentAt = 0;
     }
@@ -469,6 +474,7 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
     if (this.pingSentAt !== 0) return;
     this.pingId = (this.pingId + 1) >>> 0;
     this.pingSentAt = now;
+    this.pingSentPrecise = performance.now();
     this.sendControl(TYPE_PING, FLAG_SYN, SESSION_STREAM_ID, this.pingId);
   }
 

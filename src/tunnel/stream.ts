@@ -17,6 +17,8 @@ export interface StreamHost {
   readonly maxFramePayload: number;
   /** True while the transport holds more than its high-water mark. */
   readonly congested: boolean;
+  /** The session's last measured round trip, ms; 0 until one is. */
+  readonly rttMs: number;
   sendControl(type: number, flags: number, streamId: number, length: number): void;
   sendData(flags: number, streamId: number, payload: Buffer): void;
   /** Calls stream.flush() once the transport drains. */
@@ -74,6 +76,9 @@ export class Stream extends Duplex {
   private readonly maxWindow: number;
   /** We told the peer we are out of credit, and no credit has come since. */
   private waitReported = false;
+  /** Where the receive rate is measured from: a time (performance.now()) and bytesReceived then. */
+  private rateSince = 0;
+  private rateBytes = 0;
   /** The peer's receive window, once its SYN/ACK (or a resume) announced it. */
   private peerWindow = INITIAL_STREAM_WINDOW;
   private peerAnnounced = false;
@@ -289,14 +294,21 @@ export class Stream extends Duplex {
   }
 
   /**
-   * The peer waited for credit. If our reader is taking bytes as they come (flowing, not paused
-   * by a pipe whose destination is full), the window, not the reader, held it back: double the
-   * window (up to maxWindow). A paused reader is the bottleneck: a larger window would only
-   * hold more bytes here.
+   * The peer waited for credit. The window held it back, and doubles (up to maxWindow), when
+   * over the last round trip or more about half a window or more arrived per round trip (the
+   * window is near the bandwidth-delay product) and our reader takes bytes as they come
+   * (flowing, not paused by a full destination). Otherwise the wait was the reader's, or the
+   * machine's: on a busy loopback a larger window would only hold more bytes in memory.
    */
   private onPeerWaiting(): void {
     if (this.window >= this.maxWindow || this.remoteFin || this.destroyed) return;
-    if (this.readableFlowing !== true) return;
+    const now = performance.now();
+    const rtt = this.host.rttMs;
+    if (rtt <= 0 || now - this.rateSince < rtt) return;
+    const perRoundTrip = ((this.bytesReceived - this.rateBytes) / (now - this.rateSince)) * rtt;
+    this.rateSince = now;
+    this.rateBytes = this.bytesReceived;
+    if (perRoundTrip < this.window / 2 || this.readableFlowing !== true) return;
     const grown = Math.min(this.window * 2, this.maxWindow);
     const delta = grown - this.window;
     this.window = grown;

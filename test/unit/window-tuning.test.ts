@@ -1,6 +1,6 @@
 // Receive windows that start small and grow only when the window, not the reader, holds the
-// sender back (FLAG_GROW in const.ts): the frames on the wire, the bound on what a stream holds,
-// and a peer that never asks.
+// sender back (FLAG_GROW in const.ts): the growth steps on a link with a round trip, none for a
+// paused reader, and exact bytes meanwhile.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -27,23 +27,27 @@ function windowUpdates(sent: Buffer[]): Header[] {
   return found;
 }
 
-test('a sender held back by the window while the reader keeps up: the window doubles to --stream-window, each step asked for', async () => {
-  const pair = sessionPair({ streamWindow: 4 * MiB, initialStreamWindow: 512 * KiB }, { highWaterMark: 8 * MiB });
+/** Pings measure the round trip: the first leaves when the session starts. */
+const PINGS = { keepaliveIntervalMs: 60_000 };
+
+test('a link with a 10 ms round trip and a reader that keeps up: the window doubles to --stream-window, each step asked for', async (t) => {
+  const pair = sessionPair({ ...PINGS, streamWindow: 4 * MiB, initialStreamWindow: 512 * KiB }, { highWaterMark: 8 * MiB, delayMs: 5 });
+  t.after(() => pair.close()); // also when an assertion fails: the pings would keep the process alive
   pair.clientTransport.record = true;
   pair.serverTransport.record = true;
   pair.server.on('stream', (stream: Stream) => stream.on('error', () => {}).resume()); // closed with the session
   const stream = pair.client.open().on('error', () => {});
-  await feed(stream, 64 * MiB, 256 * KiB);
+  await feed(stream, 32 * MiB, 256 * KiB);
   await sleep(20);
   const grows = windowUpdates(pair.serverTransport.sent).filter((h) => h.flags === FLAG_GROW);
   const asks = windowUpdates(pair.clientTransport.sent).filter((h) => h.flags === 0 && h.length === 0);
   assert.deepEqual(grows.map((h) => h.length), [512 * KiB, MiB, 2 * MiB], 'grown 512 KiB → 1 → 2 → 4 MiB and no further');
   assert.ok(asks.length >= grows.length, `${asks.length} waits reported for ${grows.length} growths`);
-  pair.close();
 });
 
-test('a reader that does not read: the window does not grow and the sender stops at the initial window', async () => {
-  const pair = sessionPair({ streamWindow: 16 * MiB, initialStreamWindow: MiB });
+test('a reader that does not read: the window does not grow and the sender stops at the initial window', async (t) => {
+  const pair = sessionPair({ ...PINGS, streamWindow: 16 * MiB, initialStreamWindow: MiB }, { delayMs: 5 });
+  t.after(() => pair.close()); // also when an assertion fails: the pings would keep the process alive
   pair.serverTransport.record = true;
   const accepted = once(pair.server, 'stream');
   const stream = pair.client.open().on('error', () => {}); // closed with the session
@@ -55,11 +59,12 @@ test('a reader that does not read: the window does not grow and the sender stops
   assert.equal(stream.bytesSent, MiB, 'the sender sent exactly the initial window');
   assert.ok(reader.bufferedBytes <= MiB, `the reader holds ${reader.bufferedBytes} bytes`);
   assert.equal(windowUpdates(pair.serverTransport.sent).filter((h) => h.flags & FLAG_GROW).length, 0, 'no window growth');
-  pair.close();
 });
 
-test('bytes arrive exact while windows grow on several streams both ways', async () => {
-  const pair = sessionPair({ streamWindow: 2 * MiB, initialStreamWindow: 256 * KiB }, { highWaterMark: 512 * KiB });
+test('bytes arrive exact while windows grow on several streams both ways', async (t) => {
+  const pair = sessionPair({ ...PINGS, streamWindow: 2 * MiB, initialStreamWindow: 256 * KiB }, { highWaterMark: 512 * KiB, delayMs: 2 });
+  t.after(() => pair.close()); // also when an assertion fails: the pings would keep the process alive
+  pair.serverTransport.record = true;
   pair.server.on('stream', (stream: Stream) => stream.pipe(stream));
   const results = await Promise.all(
     Array.from({ length: 4 }, async (_, k) => {
@@ -69,5 +74,5 @@ test('bytes arrive exact while windows grow on several streams both ways', async
     }),
   );
   assert.deepEqual(results, [true, true, true, true]);
-  pair.close();
+  assert.ok(windowUpdates(pair.serverTransport.sent).some((h) => h.flags & FLAG_GROW), 'windows grew');
 });

@@ -20,6 +20,8 @@ export class MemoryTransport implements Transport {
   constructor(
     private readonly highWaterMark: number,
     private readonly rechunk?: Rechunk,
+    /** One-way delay of the link: bytes queued are delivered this long after the first of them. */
+    private readonly delayMs = 0,
   ) {}
 
   get congested(): boolean {
@@ -55,7 +57,8 @@ export class MemoryTransport implements Transport {
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => this.deliver());
+    if (this.delayMs > 0) setTimeout(() => this.deliver(), this.delayMs);
+    else setImmediate(() => this.deliver());
   }
 
   private deliver(): void {
@@ -79,10 +82,16 @@ export class MemoryTransport implements Transport {
   }
 }
 
-export function memoryPair(options: { highWaterMark?: number; rechunk?: Rechunk } = {}): [MemoryTransport, MemoryTransport] {
+export interface LinkOptions {
+  highWaterMark?: number;
+  rechunk?: Rechunk;
+  delayMs?: number;
+}
+
+export function memoryPair(options: LinkOptions = {}): [MemoryTransport, MemoryTransport] {
   const hwm = options.highWaterMark ?? 1024 * 1024;
-  const a = new MemoryTransport(hwm, options.rechunk);
-  const b = new MemoryTransport(hwm, options.rechunk);
+  const a = new MemoryTransport(hwm, options.rechunk, options.delayMs);
+  const b = new MemoryTransport(hwm, options.rechunk, options.delayMs);
   a.peer = b;
   b.peer = a;
   return [a, b];

@@ -1,6 +1,6 @@
 // Two sessions joined by an in-memory transport pair; closes both after the test.
 import { Session, type SessionOptions } from '../../../src/tunnel/index.js';
-import { memoryPair, type MemoryTransport, type Rechunk } from './memory-transport.js';
+import { memoryPair, type LinkOptions, type MemoryTransport } from './memory-transport.js';
 
 export interface Pair {
   client: Session;
@@ -12,7 +12,7 @@ export interface Pair {
 
 export function sessionPair(
   options: Omit<SessionOptions, 'client'> = {},
-  transport: { highWaterMark?: number; rechunk?: Rechunk } = {},
+  transport: LinkOptions = {},
 ): Pair {
   const [clientTransport, serverTransport] = memoryPair(transport);
   const base = { keepaliveIntervalMs: 0, ...options };
