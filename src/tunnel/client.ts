@@ -4,7 +4,7 @@ import { X509Certificate } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { connect as netConnect, isIP, type NetConnectOpts, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
-import { WebSocket, type ClientOptions as WsClientOptions } from 'ws';
+import type { ClientOptions as WsClientOptions, WebSocket } from 'ws';
 import type { RevocationList } from '../revocation/index.js';
 import { DEFAULT_MAX_FRAME_PAYLOAD, SUBPROTOCOL, UPGRADE_TIMEOUT_MS } from './const.js';
 import { TunnelRefusedError } from './errors.js';
@@ -104,6 +104,8 @@ async function openWebSocket(options: ClientOptions, headers: Record<string, str
   const url = new URL(options.url);
   const tunnel = options.proxy ? await connectThroughProxy(options.proxy, url.hostname.replace(/^\[|\]$/g, ''), Number(url.port), deadline - Date.now()) : undefined;
   const peer: PeerCertificate = {};
+  // Loaded on first use: a destination, which never connects out, does not carry ws.
+  const { WebSocket } = await import('ws');
   return new Promise((resolve, reject) => {
     // ws hands these to tls.connect, which also checks the certificate against servername.
     const wsOptions: WsOptions = {
