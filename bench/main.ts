@@ -2,7 +2,7 @@
 // moment of the machine does not land on one path only; tables on stdout and in
 // bench/RESULTS.md, every run in bench/results/latest.json. Progress goes to stderr.
 import { rmSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { makePki, makeTempDir, removeDir } from '../test/harness/index.js';
@@ -44,7 +44,8 @@ try {
   for (const scenario of options.scenarios) scenarios.push(await runScenario(scenario, pki));
   const wallSeconds = (performance.now() - started) / 1000;
   const command = ['npm run bench', ...(options.argv.length > 0 ? ['--', ...options.argv] : [])].join(' ');
-  const markdown = renderMarkdown({ environment, command, wallSeconds, paths: options.paths, scenarios });
+  const appendix = await readFile(join(HERE, 'PROFILE.md'), 'utf8').catch(() => undefined);
+  const markdown = renderMarkdown({ environment, command, wallSeconds, paths: options.paths, scenarios, appendix });
   await mkdir(join(HERE, 'results'), { recursive: true });
   await writeFile(join(HERE, 'results', 'latest.json'), `${JSON.stringify({ ...environment, command, wallSeconds, options: { ...options, scenarios: options.scenarios.map((s) => s.id) }, scenarios }, null, 2)}\n`);
   await writeFile(join(HERE, 'RESULTS.md'), markdown);

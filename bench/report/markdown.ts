@@ -21,6 +21,8 @@ export interface ReportInput {
   wallSeconds: number;
   paths: PathKind[];
   scenarios: ScenarioResult[];
+  /** Markdown kept by hand (bench/PROFILE.md: where the CPU goes), appended as it is. */
+  appendix?: string;
 }
 
 export function renderMarkdown(input: ReportInput): string {
@@ -40,6 +42,7 @@ export function renderMarkdown(input: ReportInput): string {
     ...input.paths.map((p) => `- \`${p}\`: ${PATH_NOTES[p]}`),
   ];
   for (const scenario of input.scenarios) lines.push('', ...renderScenario(scenario, input.paths));
+  if (input.appendix) lines.push('', input.appendix.trimEnd());
   return `${lines.join('\n')}\n`;
 }
 
