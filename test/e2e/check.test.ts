@@ -10,6 +10,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import {
   CLI,
+  cliEnv,
   makePki,
   makeTempDir,
   removeDir,
@@ -17,6 +18,7 @@ import {
   serveTestImage,
   spawnChild,
   startCountingServer,
+  startConnectProxy,
   startQmpChild,
   startProxy,
   type CountingServer,
@@ -72,9 +74,9 @@ after(async () => {
   await removeDir(dir);
 });
 
-/** Runs `nbd-tunnel check` to its exit. */
+/** Runs `nbd-tunnel check` to its exit (this machine's proxy settings left out). */
 async function check(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = await spawnChild(process.execPath, [CLI, 'check', ...args]);
+  const child = await spawnChild(process.execPath, [CLI, 'check', ...args], { env: cliEnv() });
   const { code } = await child.exited;
   return { code, stdout: child.stdout, stderr: child.stderr };
 }
@@ -239,4 +241,32 @@ test('the source\'s --config file works as it is; bad flags exit 2 with one line
   const noRoute = await check(['--connect', `wss://localhost:${port}`, '--cert', pki.clientCert, '--key', pki.clientKey, '--ca', pki.caCert]);
   assert.deepEqual([noRoute.code, noRoute.stdout], [2, '']);
   assert.match(noRoute.stderr, /^nbd-tunnel: error: --route: give at least one, as NAME=SOCKET, or --route-dir DIR or --control SOCKET\n$/);
+});
+
+test('through an HTTP CONNECT proxy (--proxy): the TLS line names it, exit 0; a proxy that refuses is the step that fails', async () => {
+  const proxy = await startConnectProxy();
+  const refusing = await startConnectProxy({ refuse: true });
+  try {
+    const good = await check([...sourceArgs(['disk0']), '--proxy', proxy.url]);
+    assert.equal(
+      good.stdout,
+      [
+        `${await tlsLine(`localhost:${port}`)} through the proxy ${proxy.url} (--proxy)`,
+        UPGRADE_LINE,
+        `ok    route disk0: known, allowed for hv1.example.org, socket ${disk.nbdSocket} listening`,
+        '',
+      ].join('\n'),
+    );
+    assert.equal(good.code, 0);
+    assert.deepEqual(proxy.tunnels, [`localhost:${port}`], 'one CONNECT, to the destination');
+    const refused = await check([...sourceArgs(['disk0']), '--proxy', refusing.url]);
+    assert.equal(
+      refused.stdout,
+      `FAIL  connect to localhost:${port} through the proxy ${refusing.url} (--proxy): the proxy refused CONNECT to localhost:${port}: 403 Forbidden (--proxy ${refusing.url})\n`,
+    );
+    assert.equal(refused.code, 1);
+  } finally {
+    await proxy.close();
+    await refusing.close();
+  }
 });

@@ -19,14 +19,18 @@ export interface Proxy {
 /** Variables that would send a source through an HTTP proxy: a test sets them itself, or none apply. */
 const PROXY_VARIABLES = new Set(['https_proxy', 'HTTPS_PROXY', 'no_proxy', 'NO_PROXY']);
 
+/** This process's environment for a CLI child, without this machine's proxy settings, plus `env`. */
+export function cliEnv(env: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return { ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !PROXY_VARIABLES.has(name))), ...env };
+}
+
 /**
  * `env`: variables added to this process's environment for the proxy (NBD_TUNNEL_* settings,
  * HTTPS_PROXY); this machine's own proxy settings are left out. `nodeArgs`: options for node
  * itself (the benchmark's --cpu-prof).
  */
 export async function startProxy(args: readonly string[], ready: string, timeoutMs = 10_000, env?: Record<string, string>, nodeArgs: readonly string[] = []): Promise<Proxy> {
-  const inherited = Object.entries(process.env).filter(([name]) => !PROXY_VARIABLES.has(name));
-  const child = await spawnChild(process.execPath, [...nodeArgs, CLI, ...args], { env: { ...Object.fromEntries(inherited), ...env } });
+  const child = await spawnChild(process.execPath, [...nodeArgs, CLI, ...args], { env: cliEnv(env) });
   const logs: LogLine[] = [];
   const waiters = new Set<{ predicate: LogPredicate; resolve: (line: LogLine) => void }>();
   let partial = '';
