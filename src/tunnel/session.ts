@@ -3,8 +3,8 @@
 //   open --transport lost--> suspended --resume(t)--> resuming --peer's state--> open
 //   any --GoAway, violation, close(), resume timeout--> closed
 // On resumption the client sends its streams' state first; the server reconciles (creates the
-// streams whose SYN it missed, forgets those the client no longer has), answers with its own
-// state, and both re-send what the other did not receive.
+// streams whose SYN it missed, forgets those the client no longer has: resume-reconcile.ts),
+// answers with its own state, and both re-send what the other did not receive.
 import { EventEmitter } from 'node:events';
 import {
   DEFAULT_INITIAL_STREAM_WINDOW,
@@ -34,6 +34,7 @@ import {
 import { ProtocolError, StreamError } from './errors.js';
 import { FrameDecoder, describeFrame, encodeHeader, type FrameSink } from './frame.js';
 import { replayMemory } from './replay-buffer.js';
+import { reconcileStreams, resendToPeer } from './resume-reconcile.js';
 import { SessionStateReader, encodeSessionState, type SessionState } from './resume-state.js';
 import { Stream, type StreamHost } from './stream.js';
 import type { Transport } from './transport.js';
@@ -345,20 +346,21 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost, 
 
   /** The peer's state arrived on the resumed transport: reconcile, answer (server), re-send, go on. */
   private onPeerState(peer: SessionState): void {
-    const known = new Map(peer.streams.map((s) => [s.id, s]));
-    const peerOpened = peer.streams.filter((s) => this.isPeerStreamId(s.id) && !this.streams.has(s.id) && s.id > this.highestPeerStreamId);
-    for (const { id } of peerOpened.sort((a, b) => a.id - b.id)) this.acceptStream(id, false);
-    for (const stream of [...this.streams.values()]) {
-      // Ours, opened after the peer's last news of us: it learns of the stream from our state or SYN.
-      const unseenByPeer = !this.isPeerStreamId(stream.id) && stream.id > peer.highestPeerStreamId;
-      if (!known.has(stream.id) && !unseenByPeer) stream.onPeerForgot();
-    }
+    reconcileStreams(
+      {
+        streams: this.streams,
+        highestPeerStreamId: this.highestPeerStreamId,
+        isPeerStreamId: (id) => this.isPeerStreamId(id),
+        acceptMissed: (id) => this.acceptStream(id, false),
+      },
+      peer,
+    );
+    // The server's state answers the client's; then what was held, then the re-sent bytes.
     if (!this.client) this.transport.send(encodeSessionState(this.snapshot()));
     this.phase = 'open';
     for (const frame of this.held) this.transport.send(frame);
     this.held = [];
-    let replayedBytes = 0;
-    for (const state of peer.streams) replayedBytes += this.streams.get(state.id)?.applyPeerState(state) ?? 0;
+    const replayedBytes = resendToPeer(this.streams, peer);
     if (this.resumeTimer) clearTimeout(this.resumeTimer);
     this.resumeTimer = null;
     this.lastReceiveAt = Date.now();
