@@ -4,7 +4,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { SourceConfig } from '../config.js';
-import { connectTunnel, SUBPROTOCOL, TunnelRefusedError, type Session } from '../tunnel/index.js';
+import { ConnectError, connectTunnel, SUBPROTOCOL, TunnelRefusedError, type Session } from '../tunnel/index.js';
 import { describeCertificate, subjectLine } from './certificate.js';
 import { failed, passed, type Step } from './step.js';
 
@@ -38,7 +38,7 @@ export async function connectAndReport(config: SourceConfig): Promise<Connection
     });
     return { ok: true, session, steps: [transportStep(), passed(`WebSocket upgrade (${SUBPROTOCOL}): ${admitted(config)}`)] };
   } catch (error) {
-    const why = error instanceof TunnelRefusedError ? error.message : explain(error as Error, config.url);
+    const why = error instanceof TunnelRefusedError ? error.message : error instanceof ConnectError ? error.reason : (error as Error).message;
     if (proxy && !socketMade) return { ok: false, steps: [failed(`connect to ${where}${via}: ${why}`)] };
     if (!connected) return { ok: false, steps: [failed(`connect to ${where}: ${why}`)] };
     if (config.tls && secured === null) return { ok: false, steps: [failed(`TLS to ${where}: ${why}`)] };
@@ -50,12 +50,6 @@ function describeTls(socket: TLSSocket, where: string): string {
   const version = (socket.getProtocol() ?? 'TLS').replace('TLSv', 'TLS ');
   const certificate = socket.getPeerX509Certificate();
   return `${version} to ${where}: destination certificate ${certificate ? describeCertificate(certificate) : '(none)'}`;
-}
-
-/** The error as connectTunnel explained it (a revoked certificate's serial included), without its "cannot connect to URL". */
-function explain(error: Error, url: string): string {
-  const prefix = `cannot connect to ${url}: `;
-  return error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
 }
 
 function admitted(config: SourceConfig): string {

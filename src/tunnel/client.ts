@@ -7,7 +7,7 @@ import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import type { ClientOptions as WsClientOptions, WebSocket } from 'ws';
 import type { RevocationList } from '../revocation/index.js';
 import { DEFAULT_MAX_FRAME_PAYLOAD, SUBPROTOCOL, UPGRADE_TIMEOUT_MS } from './const.js';
-import { TunnelRefusedError } from './errors.js';
+import { ConnectError, TunnelRefusedError } from './errors.js';
 import { connectThroughProxy, type HttpProxy } from './http-proxy.js';
 import { RESUME_HEADER, RESUME_NEW, SECRET_HEADER, SESSION_HEADER, type Ticket } from './resume-table.js';
 import { Session, type SessionOptions } from './session.js';
@@ -149,7 +149,7 @@ async function openWebSocket(options: ClientOptions, headers: Record<string, str
     });
     ws.once('error', (error: Error & { code?: string }) => {
       const explained = explainConnectError(error, { crl: options.crl, certificate: peer.raw && new X509Certificate(peer.raw) });
-      fail(Object.assign(new Error(`cannot connect to ${options.url}: ${explained}`, { cause: error }), { code: error.code }));
+      fail(new ConnectError(options.url, explained, error.code, { cause: error }));
     });
     ws.once('open', () => {
       if (settled) return;

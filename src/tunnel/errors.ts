@@ -16,6 +16,19 @@ export class StreamError extends Error {
   }
 }
 
+/** The tunnel could not be opened: `reason` says why in words, `code` is the socket's or TLS's. */
+export class ConnectError extends Error {
+  override readonly name = 'ConnectError';
+  constructor(
+    url: string,
+    readonly reason: string,
+    readonly code: string | undefined,
+    options?: ErrorOptions,
+  ) {
+    super(`cannot connect to ${url}: ${reason}`, options);
+  }
+}
+
 /** The destination answered the upgrade with an HTTP error instead of a WebSocket. */
 export class TunnelRefusedError extends Error {
   override readonly name = 'TunnelRefusedError';

@@ -1,7 +1,7 @@
 export { connectTunnel, resumeTunnel, sessionId, type ClientOptions } from './client.js';
 export { Connector, type ConnectedSession } from './connector.js';
 export { LOCAL_HIGH_WATER_MARK, OPEN_TIMEOUT_MS, DEFAULT_KEEPALIVE_INTERVAL_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, DEFAULT_MAX_STREAMS, DEFAULT_STREAM_WINDOW, INITIAL_STREAM_WINDOW, ROUTE_NAME, SUBPROTOCOL } from './const.js';
-export { ProtocolError, StreamError, TunnelRefusedError } from './errors.js';
+export { ConnectError, ProtocolError, StreamError, TunnelRefusedError } from './errors.js';
 export { ProxyRefusedError, type HttpProxy } from './http-proxy.js';
 export { chooseProxy, type ProxyChoice } from './proxy-choice.js';
 export { replayMemory } from './replay-buffer.js';

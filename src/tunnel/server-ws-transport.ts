@@ -5,6 +5,7 @@
 import type { Socket } from 'node:net';
 import { TRANSPORT_HIGH_WATER_MARK } from './const.js';
 import { ProtocolError } from './errors.js';
+import { corkPerTick } from './tick-cork.js';
 import type { Transport, TransportHandlers } from './transport.js';
 import {
   CLOSE_ABNORMAL,
@@ -32,11 +33,7 @@ export class ServerWsTransport implements Transport {
   private closeCode = CLOSE_ABNORMAL;
   private closeReason = '';
   private failure: Error | null = null;
-  private corked = false;
-  private readonly uncork = (): void => {
-    this.corked = false;
-    this.socket.uncork();
-  };
+  private readonly cork: () => void;
   private readonly gone: Promise<void>;
 
   constructor(
@@ -47,6 +44,7 @@ export class ServerWsTransport implements Transport {
     private readonly highWaterMark = TRANSPORT_HIGH_WATER_MARK,
   ) {
     this.reader = new WsFrameReader({ onBinary: (chunk) => this.handlers?.data(chunk), onControl: (opcode, payload) => this.onControl(opcode, payload) }, maxFrame);
+    this.cork = corkPerTick(socket);
     socket.setTimeout(0);
     socket.setNoDelay(true); // NBD is request/response: Nagle would add latency per request
     socket.on('error', (error) => (this.failure ??= error));
@@ -67,11 +65,7 @@ export class ServerWsTransport implements Transport {
 
   send(chunk: Buffer): void {
     if (this.closeSent) return;
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(this.uncork);
-    }
+    this.cork();
     this.socket.write(encodeFrameHeader(OPCODE_BINARY, chunk.length));
     this.socket.write(chunk);
   }

@@ -3,21 +3,15 @@ import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import { TRANSPORT_HIGH_WATER_MARK } from './const.js';
 import { ProtocolError } from './errors.js';
+import { corkPerTick } from './tick-cork.js';
 import type { Transport, TransportHandlers } from './transport.js';
+import { CLOSE_GRACE_MS, CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, MAX_CLOSE_REASON } from './ws-frame.js';
 
 const SEND_OPTIONS = { binary: true, compress: false, fin: true } as const;
-const CLOSE_GRACE_MS = 1_000;
-const WS_CLOSE_NORMAL = 1000;
-const WS_CLOSE_PROTOCOL_ERROR = 1002;
 
 export class WsTransport implements Transport {
   private closing = false;
-  private corked = false;
-  /** Everything sent in one tick leaves in one writev: one TLS write and syscall, not one per frame. */
-  private readonly uncork = (): void => {
-    this.corked = false;
-    this.socket.uncork();
-  };
+  private readonly cork: () => void;
 
   constructor(
     private readonly ws: WebSocket,
@@ -26,6 +20,7 @@ export class WsTransport implements Transport {
     private readonly highWaterMark = TRANSPORT_HIGH_WATER_MARK,
   ) {
     ws.binaryType = 'nodebuffer';
+    this.cork = corkPerTick(socket);
     socket.setNoDelay(true); // NBD is request/response: Nagle would add latency per request
   }
 
@@ -50,11 +45,7 @@ export class WsTransport implements Transport {
   }
 
   send(chunk: Buffer): void {
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(this.uncork);
-    }
+    this.cork();
     this.ws.send(chunk, SEND_OPTIONS);
   }
 
@@ -65,9 +56,8 @@ export class WsTransport implements Transport {
     });
     if (this.closing) return gone;
     this.closing = true;
-    const code = reason instanceof ProtocolError ? WS_CLOSE_PROTOCOL_ERROR : WS_CLOSE_NORMAL;
-    // A close reason is at most 123 bytes on the wire.
-    this.ws.close(code, Buffer.from(reason.message).subarray(0, 123).toString());
+    const code = reason instanceof ProtocolError ? CLOSE_PROTOCOL_ERROR : CLOSE_NORMAL;
+    this.ws.close(code, Buffer.from(reason.message).subarray(0, MAX_CLOSE_REASON).toString());
     // A peer that does not answer the close handshake is not waited for.
     setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS).unref();
     return gone;

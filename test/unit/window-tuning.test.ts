@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FLAG_GROW, TYPE_WINDOW_UPDATE } from '../../src/tunnel/const.js';
+import { FrameDecoder } from '../../src/tunnel/frame.js';
 import type { Stream } from '../../src/tunnel/index.js';
 import { sessionPair } from './support/session-pair.js';
 import { drain, feed } from './support/streams.js';
@@ -15,15 +16,17 @@ const MiB = 1024 * KiB;
 
 type Header = { type: number; flags: number; streamId: number; length: number };
 
-/** The WindowUpdate headers in what a transport recorded (Data payloads skipped). */
+/** The WindowUpdate headers in what a transport recorded, read by the session's own decoder. */
 function windowUpdates(sent: Buffer[]): Header[] {
-  const bytes = Buffer.concat(sent);
   const found: Header[] = [];
-  for (let at = 0; at + 12 <= bytes.length; ) {
-    const header = { type: bytes[at + 1], flags: bytes.readUInt16BE(at + 2), streamId: bytes.readUInt32BE(at + 4), length: bytes.readUInt32BE(at + 8) };
-    at += 12 + (header.type === 0 ? header.length : 0);
-    if (header.type === TYPE_WINDOW_UPDATE) found.push(header);
-  }
+  const decoder = new FrameDecoder({
+    onFrame: (type, flags, streamId, length) => {
+      if (type === TYPE_WINDOW_UPDATE) found.push({ type, flags, streamId, length });
+    },
+    onPayload: () => {},
+    onDataEnd: () => {},
+  });
+  for (const chunk of sent) decoder.push(chunk);
   return found;
 }
 
